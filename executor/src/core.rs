@@ -1,0 +1,170 @@
+//! One core: a ring driver, a local run queue, and the event loop that ties them together.
+//!
+//! One tick: drain the injection queue; run at most `tick_budget` ready tasks; wake what the
+//! last reap completed; then submit everything queued in one `io_uring_enter`, blocking for a
+//! completion only when no task is ready. The budget is the cooperative part: however busy the
+//! tasks are, completions are reaped at least once every `tick_budget` polls.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use async_task::Runnable;
+use slab::Slab;
+
+use crate::context::{self, EnterGuard};
+use crate::driver::Driver;
+use crate::setup::RingConfig;
+use crate::shared::Shared;
+
+/// The cores of one runtime, for `spawn_on`.
+pub(crate) type CoreTable = Arc<Vec<Arc<Shared>>>;
+
+pub(crate) struct Core {
+    pub(crate) driver: Rc<RefCell<Driver>>,
+    pub(crate) queue: RefCell<VecDeque<Runnable>>,
+    /// Wakers of every task polled at least once and not yet finished (shutdown wakes them
+    /// so that their futures are dropped here, on their own thread).
+    pub(crate) active: Rc<RefCell<Slab<Waker>>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) cores: RefCell<Option<CoreTable>>,
+    tick_budget: usize,
+}
+
+impl Core {
+    pub(crate) fn new(cfg: &RingConfig, shared: Arc<Shared>, tick_budget: usize) -> std::io::Result<Rc<Core>> {
+        let driver = Driver::new(cfg)?;
+        shared.set_ring_fd(driver.ring_fd());
+        Ok(Rc::new(Core {
+            driver: Rc::new(RefCell::new(driver)),
+            queue: RefCell::new(VecDeque::with_capacity(256)),
+            active: Rc::new(RefCell::new(Slab::new())),
+            shared,
+            cores: RefCell::new(None),
+            tick_budget: tick_budget.max(1),
+        }))
+    }
+
+    /// Queue a runnable of a task owned by this core (owner thread).
+    pub(crate) fn schedule_local(&self, runnable: Runnable) {
+        self.queue.borrow_mut().push_back(runnable);
+    }
+
+    /// Run `fut` to completion on this thread, driving the ring and the tasks meanwhile.
+    pub(crate) fn block_on<F: Future>(self: &Rc<Self>, fut: F) -> F::Output {
+        let _enter = EnterGuard::new(self);
+        let main = Arc::new(MainWaker {
+            woken: AtomicBool::new(true),
+            shared: Arc::clone(&self.shared),
+        });
+        let waker = Waker::from(Arc::clone(&main));
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = pin!(fut);
+        loop {
+            if main.woken.swap(false, Ordering::AcqRel) {
+                if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                    return v;
+                }
+            }
+            self.tick(|| main.woken.load(Ordering::Acquire));
+        }
+    }
+
+    fn tick(&self, main_ready: impl Fn() -> bool) {
+        self.shared.drain_into(&mut self.queue.borrow_mut());
+        for _ in 0..self.tick_budget {
+            let next = self.queue.borrow_mut().pop_front();
+            match next {
+                Some(runnable) => {
+                    runnable.run();
+                }
+                None => break,
+            }
+        }
+        self.wake_completed();
+        let wait = self.queue.borrow().is_empty() && !main_ready() && !self.shared.has_pending();
+        let res = self.driver.borrow_mut().submit_and_wait(wait);
+        if let Err(e) = res {
+            panic!("ringleader: io_uring_enter failed, the ring is unusable: {e}");
+        }
+        self.wake_completed();
+    }
+
+    /// Wake the tasks whose ops completed and drop orphaned resources, outside the borrow.
+    fn wake_completed(&self) {
+        let (woken, graveyard) = {
+            let mut d = self.driver.borrow_mut();
+            if d.ops.woken.is_empty() && d.ops.graveyard.is_empty() {
+                return;
+            }
+            (
+                std::mem::take(&mut d.ops.woken),
+                std::mem::take(&mut d.ops.graveyard),
+            )
+        };
+        let mut woken = woken;
+        for w in woken.drain(..) {
+            w.wake();
+        }
+        drop(graveyard);
+        // Hand the emptied vector back so the next reap does not allocate.
+        let mut d = self.driver.borrow_mut();
+        if d.ops.woken.is_empty() {
+            d.ops.woken = woken;
+        }
+    }
+
+    /// Graceful shutdown, in DESIGN §2's order: stop accepting work; drop every task's future
+    /// on this thread (their ops park their resources and are cancelled); reap until nothing
+    /// is in flight; then free slots, buffers and the ring (when the last `Rc` goes).
+    pub(crate) fn shutdown(self: &Rc<Self>) {
+        let _enter = EnterGuard::new(self);
+        self.shared.close();
+        loop {
+            let wakers: Vec<Waker> = self.active.borrow_mut().drain().collect();
+            for w in wakers {
+                w.wake();
+            }
+            let mut dead = std::mem::take(&mut *self.queue.borrow_mut());
+            dead.extend(self.shared.take_all());
+            if dead.is_empty() && self.active.borrow().is_empty() {
+                break;
+            }
+            // Dropping a runnable cancels its task and drops its future here.
+            drop(dead);
+            self.wake_completed();
+        }
+        let leaked = self.driver.borrow_mut().drain(Duration::from_secs(10));
+        self.wake_completed();
+        debug_assert_eq!(leaked, 0, "ops that ignored cancellation were leaked");
+        self.shared.clear_ring_fd();
+    }
+}
+
+/// Wakes the future passed to `block_on`.
+struct MainWaker {
+    woken: AtomicBool,
+    shared: Arc<Shared>,
+}
+
+impl Wake for MainWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            let on_owner =
+                context::with_core(|c| Arc::ptr_eq(&c.shared, &self.shared)).unwrap_or(false);
+            if !on_owner {
+                self.shared.notify();
+            }
+        }
+    }
+}

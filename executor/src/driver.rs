@@ -1,0 +1,299 @@
+//! The ring driver: one io_uring per thread, its op table, and the enter/reap cycle.
+//!
+//! Submission never loses or repeats an SQE: a full SQ is flushed with `io_uring_enter` and the
+//! push retried; SQEs the kernel has not consumed stay in the SQ (the kernel advances the SQ
+//! head only for what it took), so a failed enter is retried without re-pushing. Because any
+//! pushed SQE may already be visible to the kernel, its op's resources stay owned until the
+//! final CQE whatever enter returned. A full CQ never drops completions here
+//! (`IORING_FEAT_NODROP`): the kernel keeps them on its overflow list, flags
+//! `IORING_SQ_CQ_OVERFLOW`, and the next enter with `GETEVENTS` flushes them after a reap.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use io_uring::opcode::{AsyncCancel, AsyncCancel2, MsgRingData};
+use io_uring::squeue::{Entry, Flags};
+use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::IoUring;
+
+use crate::lifecycle::{OpTable, TAG_BIT, TAG_CANCEL, TAG_MSG_SENT, TAG_MSG_WAKE};
+use crate::setup::{build_ring, RingConfig, SetupFlags, SetupInfo};
+use crate::stats::Stats;
+use crate::sys;
+
+/// `IORING_ENTER_SQ_WAIT`.
+const ENTER_SQ_WAIT: u32 = 1 << 2;
+
+pub(crate) struct Driver {
+    ring: IoUring,
+    /// The fd `io_uring_enter` is called with: the registered index, or the raw fd.
+    enter_fd: i32,
+    enter_flags: u32,
+    flags: SetupFlags,
+    pub(crate) ops: OpTable,
+    pub(crate) stats: Stats,
+    info: SetupInfo,
+}
+
+impl Driver {
+    pub(crate) fn new(cfg: &RingConfig) -> io::Result<Self> {
+        let (ring, mut info) = build_ring(cfg)?;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&ring);
+        let (enter_fd, enter_flags) = if cfg.register_ring_fd {
+            match sys::register_ring_fd(raw) {
+                Ok(index) => {
+                    info.ring_fd_registered = true;
+                    (index, sys::ENTER_REGISTERED_RING)
+                }
+                Err(e) => {
+                    info.fallbacks
+                        .push(format!("ring fd not registered: IORING_REGISTER_RING_FDS: {e}"));
+                    (raw, 0)
+                }
+            }
+        } else {
+            (raw, 0)
+        };
+        Ok(Driver {
+            flags: info.applied,
+            ring,
+            enter_fd,
+            enter_flags,
+            ops: OpTable::default(),
+            stats: Stats::default(),
+            info,
+        })
+    }
+
+    pub(crate) fn info(&self) -> &SetupInfo {
+        &self.info
+    }
+
+    /// The raw ring fd (the target of `MSG_RING` from other threads).
+    pub(crate) fn ring_fd(&self) -> i32 {
+        std::os::fd::AsRawFd::as_raw_fd(&self.ring)
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.ops_in_flight = self.ops.in_flight() as u64;
+        s.slots_occupied = self.ops.occupied() as u64;
+        s
+    }
+
+    fn sq_flags(&mut self) -> u32 {
+        // The SQ flags word is shared with the kernel; the crate exposes it bit by bit.
+        let sq = self.ring.submission();
+        let mut f = 0;
+        if sq.need_wakeup() {
+            f |= sys::SQ_NEED_WAKEUP;
+        }
+        if sq.cq_overflow() {
+            f |= sys::SQ_CQ_OVERFLOW;
+        }
+        if sq.taskrun() {
+            f |= sys::SQ_TASKRUN;
+        }
+        f
+    }
+
+    /// Push one SQE, flushing the SQ first if it is full.
+    ///
+    /// # Safety
+    /// `entry`'s pointers must stay valid until its final CQE (see [`crate::Op::submit`]).
+    pub(crate) unsafe fn push(&mut self, entry: &Entry) {
+        loop {
+            // SAFETY: forwarded from the caller; the SQ copies the 64-byte SQE.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                self.stats.sqes_pushed += 1;
+                return;
+            }
+            self.make_room(1);
+        }
+    }
+
+    /// Push all of `entries` or none: if they do not fit, flush first. Used where a half-queued
+    /// group would be wrong (kernel-linked chains).
+    ///
+    /// # Safety
+    /// As for [`Driver::push`], for every entry.
+    pub(crate) unsafe fn push_all(&mut self, entries: &[Entry]) {
+        assert!(
+            entries.len() <= self.info.sq_entries as usize,
+            "{} SQEs can never fit an SQ of {}",
+            entries.len(),
+            self.info.sq_entries
+        );
+        loop {
+            // SAFETY: forwarded from the caller; `push_multiple` is all-or-nothing.
+            if unsafe { self.ring.submission().push_multiple(entries) }.is_ok() {
+                self.stats.sqes_pushed += entries.len() as u64;
+                return;
+            }
+            self.make_room(entries.len());
+        }
+    }
+
+    /// Push an `ASYNC_CANCEL` for `user_data` (only a failure posts a CQE).
+    pub(crate) fn push_cancel(&mut self, user_data: u64) {
+        let entry = AsyncCancel::new(user_data)
+            .build()
+            .flags(Flags::SKIP_SUCCESS)
+            .user_data(TAG_CANCEL);
+        self.stats.cancels += 1;
+        // SAFETY: ASYNC_CANCEL carries no pointer, only the target's user_data.
+        unsafe { self.push(&entry) };
+    }
+
+    /// Push a `MSG_RING` that posts a wake-up CQE into the ring `target_fd`.
+    pub(crate) fn push_msg_wake(&mut self, target_fd: i32) {
+        let entry = MsgRingData::new(Fd(target_fd), 0, TAG_MSG_WAKE, None)
+            .build()
+            .flags(Flags::SKIP_SUCCESS)
+            .user_data(TAG_MSG_SENT);
+        self.stats.msg_ring_sent += 1;
+        // SAFETY: MSG_RING with IORING_MSG_DATA carries no pointer.
+        unsafe { self.push(&entry) };
+    }
+
+    #[cold] // The SQ is sized for the common case; being full is the pressure path.
+    fn make_room(&mut self, need: usize) {
+        self.stats.sq_full += 1;
+        if self.flags.contains(SetupFlags::SQPOLL) {
+            let _ = self.enter(0, 0, ENTER_SQ_WAIT | sys::ENTER_SQ_WAKEUP);
+        } else {
+            let pending = self.ring.submission().len() as u32;
+            match self.enter(pending, 0, sys::ENTER_GETEVENTS) {
+                Ok(_) => {}
+                Err(e) if transient(&e) => {}
+                Err(e) => panic!("ringleader: io_uring_enter failed while flushing the SQ: {e}"),
+            }
+        }
+        // Completions make room in the CQ; an EBUSY enter needs that before it can go on.
+        self.reap();
+        let _ = need;
+    }
+
+    fn enter(&mut self, to_submit: u32, min_complete: u32, flags: u32) -> io::Result<u32> {
+        self.stats.enters += 1;
+        if to_submit > 0 {
+            self.stats.submits += 1;
+        }
+        sys::enter(self.enter_fd, to_submit, min_complete, flags | self.enter_flags)
+    }
+
+    /// Submit what is queued, optionally wait for at least one completion, then reap.
+    ///
+    /// Transient enter errors (EINTR, EAGAIN, EBUSY) are absorbed: the caller's loop comes
+    /// back. Any other error means the ring itself is unusable.
+    pub(crate) fn submit_and_wait(&mut self, wait: bool) -> io::Result<()> {
+        let sq_flags = self.sq_flags();
+        let to_submit = self.ring.submission().len() as u32;
+        let mut flags = 0;
+        let mut min = 0;
+        if sq_flags & sys::SQ_CQ_OVERFLOW != 0 {
+            self.stats.cq_overflow += 1;
+        }
+        if wait {
+            flags |= sys::ENTER_GETEVENTS;
+            min = 1;
+        } else if sq_flags & (sys::SQ_TASKRUN | sys::SQ_CQ_OVERFLOW) != 0 {
+            // Deferred task work or overflowed CQEs wait for an enter with GETEVENTS.
+            flags |= sys::ENTER_GETEVENTS;
+        } else if self.flags.contains(SetupFlags::DEFER_TASKRUN)
+            && !self.flags.contains(SetupFlags::TASKRUN_FLAG)
+            && self.ops.in_flight() > 0
+        {
+            // Without TASKRUN_FLAG we cannot see pending task work: always run it.
+            flags |= sys::ENTER_GETEVENTS;
+        }
+        let mut submit = to_submit;
+        if self.flags.contains(SetupFlags::SQPOLL) {
+            submit = 0;
+            if sq_flags & sys::SQ_NEED_WAKEUP != 0 {
+                flags |= sys::ENTER_SQ_WAKEUP;
+            }
+        }
+        if submit > 0 || flags != 0 {
+            if wait {
+                self.stats.waits += 1;
+            }
+            match self.enter(submit, min, flags) {
+                Ok(_) => {}
+                Err(e) if transient(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.reap();
+        Ok(())
+    }
+
+    /// Move every available CQE into the op table. Returns how many were reaped.
+    pub(crate) fn reap(&mut self) -> usize {
+        let Driver {
+            ring, ops, stats, ..
+        } = self;
+        let mut n = 0;
+        for cqe in ring.completion() {
+            n += 1;
+            let ud = cqe.user_data();
+            if ud & TAG_BIT == 0 {
+                ops.complete(ud, cqe.result(), cqe.flags());
+            } else if ud == TAG_MSG_WAKE {
+                stats.msg_ring_received += 1;
+            } else if ud == TAG_MSG_SENT {
+                stats.msg_ring_failed += 1;
+            }
+            // TAG_CANCEL: ENOENT/EALREADY, the target finished or is finishing on its own.
+        }
+        stats.cqes_reaped += n as u64;
+        n
+    }
+
+    /// Cancel everything still in flight and reap until nothing is, waiting at most `limit`.
+    /// Returns the number of ops that did not finish (their resources are leaked).
+    pub(crate) fn drain(&mut self, limit: Duration) -> usize {
+        if self.ops.in_flight() == 0 {
+            return 0;
+        }
+        let keys: Vec<u64> = self.ops.in_flight_keys().collect();
+        for ud in keys {
+            self.push_cancel(ud);
+        }
+        let deadline = Instant::now() + limit;
+        while self.ops.in_flight() > 0 && Instant::now() < deadline {
+            let ts = Timespec::new().nsec(50_000_000);
+            let args = SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            self.reap();
+            if self.ops.in_flight() > 0 && self.ring.submission().is_empty() {
+                // Anything started after the first cancel round: cancel it too.
+                let any = AsyncCancel2::new(CancelBuilder::any())
+                    .build()
+                    .flags(Flags::SKIP_SUCCESS)
+                    .user_data(TAG_CANCEL);
+                // SAFETY: ASYNC_CANCEL carries no pointer.
+                unsafe { self.push(&any) };
+            }
+        }
+        self.ops.in_flight()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let left = self.drain(Duration::from_secs(10));
+        let leaked = self.ops.teardown();
+        debug_assert_eq!(left, leaked);
+        // Wakers and resources whose final CQE arrived are released normally.
+        self.ops.woken.clear();
+        self.ops.graveyard.clear();
+    }
+}
+
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY | libc::ETIME)
+    )
+}

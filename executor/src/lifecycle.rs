@@ -1,0 +1,420 @@
+//! The op table: one slot per operation the kernel may still be working on.
+//!
+//! A slot is created when an op's SQE is pushed and removed only after the op's *final* CQE
+//! (one without `IORING_CQE_F_MORE`) has been reaped **and** nobody needs the result any more.
+//! `user_data` is `generation << 32 | index`; the generation makes a stale key harmless.
+//!
+//! Invariants this module keeps:
+//! - a slot in `Submitted`, `Streaming { done: false }` or `Orphaned` counts in `in_flight`;
+//!   nothing it references is released while it does;
+//! - `Orphaned` holds the resources of an op whose future was dropped; they are released after
+//!   the final CQE, never earlier (moved to `graveyard` and dropped outside the driver borrow);
+//! - wakers are collected into `woken` and woken by the event loop outside the driver borrow,
+//!   so user code never runs while the driver is borrowed.
+
+use std::collections::VecDeque;
+use std::task::{Poll, Waker};
+
+use slab::Slab;
+
+use crate::op::Orphan;
+use crate::sys::{CQE_F_MORE, CQE_F_NOTIF};
+
+/// `user_data` values at or above this carry a tag, not a slot key.
+pub(crate) const TAG_BIT: u64 = 1 << 63;
+/// CQE of an `ASYNC_CANCEL` the runtime issued (only failures arrive: `CQE_SKIP_SUCCESS`).
+pub(crate) const TAG_CANCEL: u64 = TAG_BIT;
+/// A cross-core wake-up posted into this ring by `MSG_RING`.
+pub(crate) const TAG_MSG_WAKE: u64 = TAG_BIT | 1;
+/// CQE of a `MSG_RING` this ring sent (only failures arrive).
+pub(crate) const TAG_MSG_SENT: u64 = TAG_BIT | 2;
+
+/// One completion queue entry, as the op sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cqe {
+    /// `cqe.res`: a count, an fd, or `-errno`.
+    pub result: i32,
+    /// `cqe.flags` (`IORING_CQE_F_*`) of the CQE that carried `result`.
+    pub flags: u32,
+    /// For ops that post a notification after their result (SEND_ZC): the notification's
+    /// `res` (`IORING_NOTIF_USAGE_ZC_COPIED` when the kernel copied after all).
+    pub notif: Option<i32>,
+}
+
+impl Cqe {
+    /// The result as an `io::Result`, errno preserved.
+    pub fn into_result(self) -> std::io::Result<u32> {
+        if self.result < 0 {
+            Err(std::io::Error::from_raw_os_error(-self.result))
+        } else {
+            Ok(self.result as u32)
+        }
+    }
+}
+
+pub(crate) enum Lifecycle {
+    /// SQE pushed; waiting for the final CQE. `first` keeps the result of a multi-CQE op.
+    Submitted {
+        waker: Option<Waker>,
+        first: Option<Cqe>,
+    },
+    /// Final CQE reaped; the result waits for the op future.
+    Completed(Cqe),
+    /// A multishot op: every CQE is an item.
+    Streaming {
+        waker: Option<Waker>,
+        queue: VecDeque<Cqe>,
+        done: bool,
+    },
+    /// The op future was dropped while in flight: its resources wait for the final CQE.
+    Orphaned(Box<dyn Orphan>),
+}
+
+impl Lifecycle {
+    fn in_flight(&self) -> bool {
+        match self {
+            Lifecycle::Submitted { .. } | Lifecycle::Orphaned(_) => true,
+            Lifecycle::Streaming { done, .. } => !done,
+            Lifecycle::Completed(_) => false,
+        }
+    }
+}
+
+struct Slot {
+    generation: u32,
+    state: Lifecycle,
+}
+
+/// What dropping an op future decided; the caller acts on it outside the borrow.
+#[must_use]
+pub(crate) enum DropOutcome {
+    /// The op had completed: its resources come back to be dropped by the caller.
+    Release(Box<dyn Orphan>),
+    /// The op is in flight: resources parked in the slot; an `ASYNC_CANCEL` must be pushed.
+    Cancel,
+}
+
+#[derive(Default)]
+pub(crate) struct OpTable {
+    slots: Slab<Slot>,
+    generation: u32,
+    in_flight: usize,
+    /// Wakers to wake once the driver borrow ends.
+    pub(crate) woken: Vec<Waker>,
+    /// Orphaned resources whose final CQE arrived; dropped once the driver borrow ends.
+    pub(crate) graveyard: Vec<Box<dyn Orphan>>,
+}
+
+impl OpTable {
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    pub(crate) fn occupied(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Reserve a slot for a new op; returns its `user_data`.
+    pub(crate) fn insert(&mut self, streaming: bool) -> u64 {
+        self.generation = (self.generation + 1) & 0x7fff_ffff;
+        let generation = self.generation;
+        let state = if streaming {
+            Lifecycle::Streaming {
+                waker: None,
+                queue: VecDeque::new(),
+                done: false,
+            }
+        } else {
+            Lifecycle::Submitted {
+                waker: None,
+                first: None,
+            }
+        };
+        let index = self.slots.insert(Slot { generation, state });
+        self.in_flight += 1;
+        (u64::from(generation) << 32) | index as u64
+    }
+
+    fn slot_mut(&mut self, user_data: u64) -> Option<&mut Slot> {
+        slot_in(&mut self.slots, user_data)
+    }
+
+    fn remove(&mut self, user_data: u64) -> Lifecycle {
+        let index = (user_data & 0xffff_ffff) as usize;
+        self.slots.remove(index).state
+    }
+
+    /// Record one CQE for the slot `user_data`.
+    pub(crate) fn complete(&mut self, user_data: u64, result: i32, flags: u32) {
+        let Some(slot) = slot_in(&mut self.slots, user_data) else {
+            // A key whose slot is gone: impossible by construction (slots outlive their final
+            // CQE); ignored rather than trusted.
+            debug_assert!(false, "CQE for unknown user_data {user_data:#x}");
+            return;
+        };
+        let more = flags & CQE_F_MORE != 0;
+        let cqe = Cqe {
+            result,
+            flags,
+            notif: None,
+        };
+        match &mut slot.state {
+            Lifecycle::Submitted { waker, first } => {
+                if more {
+                    // The op's result; a notification (or more) follows.
+                    if first.is_none() {
+                        *first = Some(cqe);
+                    }
+                    return;
+                }
+                let done = match first.take() {
+                    Some(mut first) => {
+                        if flags & CQE_F_NOTIF != 0 {
+                            first.notif = Some(result);
+                        }
+                        first.flags &= !CQE_F_MORE;
+                        first
+                    }
+                    None => cqe,
+                };
+                if let Some(w) = waker.take() {
+                    self.woken.push(w);
+                }
+                slot.state = Lifecycle::Completed(done);
+                self.in_flight -= 1;
+            }
+            Lifecycle::Streaming { waker, queue, done } => {
+                queue.push_back(cqe);
+                if !more {
+                    *done = true;
+                    self.in_flight -= 1;
+                }
+                if let Some(w) = waker.take() {
+                    self.woken.push(w);
+                }
+            }
+            Lifecycle::Orphaned(resources) => {
+                resources.orphan_cqe(&cqe);
+                if !more {
+                    self.in_flight -= 1;
+                    if let Lifecycle::Orphaned(res) = self.remove(user_data) {
+                        self.graveyard.push(res);
+                    }
+                }
+            }
+            Lifecycle::Completed(_) => {
+                debug_assert!(false, "CQE after the final CQE for {user_data:#x}");
+            }
+        }
+    }
+
+    /// Poll a single-result op: `Ready` removes the slot.
+    pub(crate) fn poll(&mut self, user_data: u64, cx_waker: &Waker) -> Poll<Cqe> {
+        let Some(slot) = self.slot_mut(user_data) else {
+            unreachable!("op polled with a stale key {user_data:#x}");
+        };
+        match &mut slot.state {
+            Lifecycle::Completed(cqe) => {
+                let cqe = *cqe;
+                self.remove(user_data);
+                Poll::Ready(cqe)
+            }
+            Lifecycle::Submitted { waker, .. } => {
+                register(waker, cx_waker);
+                Poll::Pending
+            }
+            _ => unreachable!("single-shot poll on a streaming or orphaned slot"),
+        }
+    }
+
+    /// Poll a multishot op: `Ready(None)` after the final CQE (slot removed).
+    pub(crate) fn poll_next(&mut self, user_data: u64, cx_waker: &Waker) -> Poll<Option<Cqe>> {
+        let Some(slot) = self.slot_mut(user_data) else {
+            return Poll::Ready(None);
+        };
+        let Lifecycle::Streaming { waker, queue, done } = &mut slot.state else {
+            unreachable!("stream poll on a single-shot slot");
+        };
+        if let Some(cqe) = queue.pop_front() {
+            return Poll::Ready(Some(cqe));
+        }
+        if *done {
+            self.remove(user_data);
+            return Poll::Ready(None);
+        }
+        register(waker, cx_waker);
+        Poll::Pending
+    }
+
+    /// The op future for `user_data` was dropped; park or release `resources`.
+    pub(crate) fn orphan(&mut self, user_data: u64, mut resources: Box<dyn Orphan>) -> DropOutcome {
+        let Some(slot) = self.slot_mut(user_data) else {
+            return DropOutcome::Release(resources);
+        };
+        match &mut slot.state {
+            Lifecycle::Completed(cqe) => {
+                // The result raced the drop: the CQE is already reaped, so the kernel is done
+                // with the resources. Let the op recycle what the result carries (an fd).
+                resources.orphan_cqe(cqe);
+                self.remove(user_data);
+                DropOutcome::Release(resources)
+            }
+            Lifecycle::Streaming { queue, done, .. } => {
+                for cqe in queue.drain(..) {
+                    resources.orphan_cqe(&cqe);
+                }
+                if *done {
+                    self.remove(user_data);
+                    DropOutcome::Release(resources)
+                } else {
+                    slot.state = Lifecycle::Orphaned(resources);
+                    DropOutcome::Cancel
+                }
+            }
+            Lifecycle::Submitted { first, .. } => {
+                if let Some(first) = first.take() {
+                    resources.orphan_cqe(&first);
+                }
+                slot.state = Lifecycle::Orphaned(resources);
+                DropOutcome::Cancel
+            }
+            Lifecycle::Orphaned(_) => unreachable!("op dropped twice"),
+        }
+    }
+
+    /// Keys of every slot still waiting for a CQE (used at shutdown).
+    pub(crate) fn in_flight_keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.state.in_flight())
+            .map(|(i, s)| (u64::from(s.generation) << 32) | i as u64)
+    }
+
+    /// Drop every slot that no longer references kernel-visible memory. Returns how many
+    /// in-flight slots had to be leaked (their resources are never freed).
+    pub(crate) fn teardown(&mut self) -> usize {
+        let leaked = self.in_flight;
+        for slot in self.slots.drain() {
+            if slot.state.in_flight() {
+                // The kernel may still write into these resources: leak, never free.
+                std::mem::forget(slot);
+            }
+        }
+        self.in_flight = 0;
+        leaked
+    }
+}
+
+fn slot_in(slots: &mut Slab<Slot>, user_data: u64) -> Option<&mut Slot> {
+    let index = (user_data & 0xffff_ffff) as usize;
+    let generation = (user_data >> 32) as u32;
+    slots.get_mut(index).filter(|s| s.generation == generation)
+}
+
+fn register(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(w) if w.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counted(Arc<AtomicUsize>, Arc<AtomicUsize>);
+    impl Orphan for Counted {
+        fn orphan_cqe(&mut self, _cqe: &Cqe) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counters() -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        (Arc::default(), Arc::default())
+    }
+
+    #[test]
+    fn orphan_released_only_at_final_cqe() {
+        let mut t = OpTable::default();
+        let (drops, cqes) = counters();
+        let ud = t.insert(false);
+        let out = t.orphan(ud, Box::new(Counted(drops.clone(), cqes.clone())));
+        assert!(matches!(out, DropOutcome::Cancel));
+        assert_eq!(t.in_flight(), 1);
+        // The result (F_MORE) then the notification: released only after the second.
+        t.complete(ud, 10, CQE_F_MORE);
+        assert!(t.graveyard.is_empty());
+        t.complete(ud, 0, CQE_F_NOTIF);
+        assert_eq!(t.graveyard.len(), 1);
+        assert_eq!(t.in_flight(), 0);
+        assert_eq!(t.occupied(), 0);
+        t.graveyard.clear();
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_eq!(cqes.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn completed_before_drop_is_released_once_with_its_result() {
+        let mut t = OpTable::default();
+        let (drops, cqes) = counters();
+        let ud = t.insert(false);
+        t.complete(ud, 7, 0);
+        match t.orphan(ud, Box::new(Counted(drops.clone(), cqes.clone()))) {
+            DropOutcome::Release(r) => drop(r),
+            DropOutcome::Cancel => panic!("completed op must not be cancelled"),
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_eq!(cqes.load(Ordering::SeqCst), 1, "the raced result is recycled");
+        assert_eq!(t.occupied(), 0);
+    }
+
+    #[test]
+    fn multi_cqe_op_completes_at_last_cqe_with_first_result() {
+        let mut t = OpTable::default();
+        let ud = t.insert(false);
+        let w = futures::task::noop_waker();
+        assert!(t.poll(ud, &w).is_pending());
+        t.complete(ud, 4096, CQE_F_MORE);
+        assert!(t.poll(ud, &w).is_pending(), "must wait for the notification");
+        t.complete(ud, 0, CQE_F_NOTIF);
+        let Poll::Ready(cqe) = t.poll(ud, &w) else {
+            panic!("not ready")
+        };
+        assert_eq!(cqe.result, 4096);
+        assert_eq!(cqe.notif, Some(0));
+    }
+
+    #[test]
+    fn stale_generation_is_not_confused_with_new_slot() {
+        let mut t = OpTable::default();
+        let a = t.insert(false);
+        t.complete(a, 1, 0);
+        let w = futures::task::noop_waker();
+        assert!(t.poll(a, &w).is_ready());
+        let b = t.insert(false);
+        assert_eq!(a & 0xffff_ffff, b & 0xffff_ffff, "slot index reused");
+        assert_ne!(a, b, "generation differs");
+        assert!(t.slot_mut(a).is_none());
+    }
+
+    #[test]
+    fn streaming_yields_every_cqe_then_none() {
+        let mut t = OpTable::default();
+        let ud = t.insert(true);
+        let w = futures::task::noop_waker();
+        t.complete(ud, 1, CQE_F_MORE);
+        t.complete(ud, 2, 0);
+        assert_eq!(t.in_flight(), 0);
+        assert!(matches!(t.poll_next(ud, &w), Poll::Ready(Some(Cqe { result: 1, .. }))));
+        assert!(matches!(t.poll_next(ud, &w), Poll::Ready(Some(Cqe { result: 2, .. }))));
+        assert!(matches!(t.poll_next(ud, &w), Poll::Ready(None)));
+        assert_eq!(t.occupied(), 0);
+    }
+}

@@ -1,0 +1,248 @@
+//! Operations: the one place where the kernel starts borrowing memory.
+//!
+//! An [`Op`] owns everything its SQE points at (`data`). Its SQE is pushed when the `Op` is
+//! created; the `Op` future resolves when the final CQE has been reaped. If the future is
+//! dropped first, `data` moves into the op's slot, an `ASYNC_CANCEL` is pushed, and `data` is
+//! dropped only after the final CQE: the kernel never sees freed memory. If the future is
+//! `mem::forget`-ed, `data` is leaked with it: still never freed while the kernel may use it.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use io_uring::squeue::Entry;
+
+use crate::context;
+use crate::driver::Driver;
+use crate::lifecycle::{Cqe, DropOutcome};
+
+/// Resources of an op whose future was dropped while the kernel still owned them.
+pub trait Orphan: 'static {
+    /// Called for each CQE that arrives after the op's future was dropped (and for a result
+    /// that raced the drop). Recycle what the result carries: close an accepted or opened fd,
+    /// hand a selected buffer back. Must not call into the runtime.
+    fn orphan_cqe(&mut self, _cqe: &Cqe) {}
+}
+
+/// An operation's owned resources and how its final CQE becomes its output.
+pub trait Completable: Orphan + Sized {
+    /// What the op future resolves to.
+    type Output;
+    /// Turn the final CQE and the resources back into the op's output.
+    fn complete(self, cqe: Cqe) -> Self::Output;
+}
+
+/// A submitted operation; a future resolving at its final CQE.
+#[must_use = "futures do nothing unless you `.await` or poll them; dropping cancels the op"]
+pub struct Op<T: Completable> {
+    driver: Rc<RefCell<Driver>>,
+    user_data: u64,
+    data: Option<T>,
+}
+
+impl<T: Completable> Op<T> {
+    /// Push `entry` (its `user_data` is overwritten) and return the op future.
+    ///
+    /// # Panics
+    /// Outside a ringleader runtime.
+    ///
+    /// # Safety
+    /// Every pointer in `entry` must be valid for the kernel's accesses until the op's final
+    /// CQE: it must point into memory owned by `data` that does not move when `data` moves
+    /// (a heap allocation such as a `Vec`'s or a `Box`'s contents, a registered buffer the
+    /// data keeps leased), or into memory that outlives the runtime. `data` is kept alive
+    /// until the final CQE even if the op future is dropped, and leaked if it is forgotten.
+    pub unsafe fn submit(entry: Entry, data: T) -> Self {
+        let driver = context::current_driver();
+        let user_data = {
+            let mut d = driver.borrow_mut();
+            let user_data = d.ops.insert(false);
+            // SAFETY: the caller guarantees `entry`'s pointers stay valid until the final CQE;
+            // `data` is stored in this `Op` (or its slot) until then.
+            unsafe { d.push(&entry.user_data(user_data)) };
+            user_data
+        };
+        Op {
+            driver,
+            user_data,
+            data: Some(data),
+        }
+    }
+
+    /// The op's `user_data` (for `ASYNC_CANCEL` targeting and tests).
+    pub fn user_data(&self) -> u64 {
+        self.user_data
+    }
+}
+
+impl<T: Completable> Unpin for Op<T> {}
+
+impl<T: Completable> Future for Op<T> {
+    type Output = T::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
+        let this = self.get_mut();
+        let cqe = {
+            let mut d = this.driver.borrow_mut();
+            std::task::ready!(d.ops.poll(this.user_data, cx.waker()))
+        };
+        let data = this.data.take().expect("Op polled after completion");
+        Poll::Ready(data.complete(cqe))
+    }
+}
+
+impl<T: Completable> Drop for Op<T> {
+    fn drop(&mut self) {
+        if let Some(data) = self.data.take() {
+            cancel(&self.driver, self.user_data, Box::new(data));
+        }
+    }
+}
+
+impl<T: Completable> fmt::Debug for Op<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Op")
+            .field("user_data", &format_args!("{:#x}", self.user_data))
+            .field("done", &self.data.is_none())
+            .finish()
+    }
+}
+
+/// Push `entries` all or none, one op each.
+///
+/// # Safety
+/// As for [`Op::submit`], for each entry.
+pub(crate) unsafe fn submit_all<T: Completable>(entries: Vec<(Entry, T)>) -> Vec<Op<T>> {
+    let driver = context::current_driver();
+    let mut d = driver.borrow_mut();
+    let mut sqes = Vec::with_capacity(entries.len());
+    let mut datas = Vec::with_capacity(entries.len());
+    for (entry, data) in entries {
+        let user_data = d.ops.insert(false);
+        sqes.push(entry.user_data(user_data));
+        datas.push((user_data, data));
+    }
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { d.push_all(&sqes) };
+    drop(d);
+    datas
+        .into_iter()
+        .map(|(user_data, data)| Op {
+            driver: Rc::clone(&driver),
+            user_data,
+            data: Some(data),
+        })
+        .collect()
+}
+
+/// Park `data` in the slot and cancel the op, or release it if the op already completed.
+#[cold] // Dropping an op before it completes is the exception (timeouts, aborts, shutdown).
+fn cancel(driver: &Rc<RefCell<Driver>>, user_data: u64, data: Box<dyn Orphan>) {
+    let outcome = driver.borrow_mut().ops.orphan(user_data, data);
+    match outcome {
+        // Dropped outside the borrow: a resource's drop may call into the runtime.
+        DropOutcome::Release(data) => drop(data),
+        DropOutcome::Cancel => driver.borrow_mut().push_cancel(user_data),
+    }
+}
+
+/// Resources and item conversion of a multishot op (accept, recv with buffer select).
+pub trait MultiCompletable: Orphan + Sized {
+    /// What each CQE becomes.
+    type Item;
+    /// Convert one CQE (the resources stay borrowed).
+    fn next(&mut self, cqe: Cqe) -> Self::Item;
+}
+
+/// A submitted multishot operation: a stream of one item per CQE, ending after the CQE
+/// without `IORING_CQE_F_MORE`.
+#[must_use = "streams do nothing unless polled; dropping cancels the op"]
+pub struct MultiOp<T: MultiCompletable> {
+    driver: Rc<RefCell<Driver>>,
+    user_data: u64,
+    data: Option<T>,
+    finished: bool,
+}
+
+impl<T: MultiCompletable> MultiOp<T> {
+    /// Push a multishot `entry` and return the stream.
+    ///
+    /// # Panics
+    /// Outside a ringleader runtime.
+    ///
+    /// # Safety
+    /// As for [`Op::submit`], for every CQE the op may post.
+    pub unsafe fn submit(entry: Entry, data: T) -> Self {
+        let driver = context::current_driver();
+        let user_data = {
+            let mut d = driver.borrow_mut();
+            let user_data = d.ops.insert(true);
+            // SAFETY: forwarded from the caller's contract, as in `Op::submit`.
+            unsafe { d.push(&entry.user_data(user_data)) };
+            user_data
+        };
+        MultiOp {
+            driver,
+            user_data,
+            data: Some(data),
+            finished: false,
+        }
+    }
+
+    /// The resources (for items that borrow them).
+    pub fn data_mut(&mut self) -> &mut T {
+        self.data.as_mut().expect("MultiOp data taken")
+    }
+}
+
+impl<T: MultiCompletable> Unpin for MultiOp<T> {}
+
+impl<T: MultiCompletable> Stream for MultiOp<T> {
+    type Item = T::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T::Item>> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        let next = {
+            let mut d = this.driver.borrow_mut();
+            std::task::ready!(d.ops.poll_next(this.user_data, cx.waker()))
+        };
+        match next {
+            Some(cqe) => {
+                let data = this.data.as_mut().expect("MultiOp data taken");
+                Poll::Ready(Some(data.next(cqe)))
+            }
+            None => {
+                this.finished = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl<T: MultiCompletable> Drop for MultiOp<T> {
+    fn drop(&mut self) {
+        if let Some(data) = self.data.take() {
+            if self.finished {
+                drop(data);
+            } else {
+                cancel(&self.driver, self.user_data, Box::new(data));
+            }
+        }
+    }
+}
+
+impl<T: MultiCompletable> fmt::Debug for MultiOp<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MultiOp")
+            .field("user_data", &format_args!("{:#x}", self.user_data))
+            .field("finished", &self.finished)
+            .finish()
+    }
+}

@@ -1,0 +1,128 @@
+//! The part of a core that other threads may touch: its injection queue and how to wake it.
+//!
+//! A wake from another thread pushes the task's `Runnable` onto `inject` and, unless a wake-up
+//! is already on its way (`notified`), posts a CQE into this core's ring with `MSG_RING`: from
+//! a thread that runs a ringleader core, an `IORING_OP_MSG_RING` SQE on that thread's own
+//! ring; from any other thread, `IORING_REGISTER_SEND_MSG_RING` (Linux 6.13+). No eventfd.
+//!
+//! Ordering: the sender pushes, then sets `notified`; the core clears `notified`, then drains.
+//! A push that misses a drain always finds `notified` clear and sends a message.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_task::Runnable;
+use futures::task::AtomicWaker;
+
+use crate::context;
+use crate::sys;
+
+pub(crate) struct Shared {
+    pub(crate) id: usize,
+    /// The core's raw ring fd; -1 once the ring is gone.
+    ring_fd: AtomicI32,
+    inject: Mutex<VecDeque<Runnable>>,
+    notified: AtomicBool,
+    /// No new work is accepted (shutdown has begun).
+    pub(crate) closed: AtomicBool,
+    /// Asked to stop (multi-core runtime).
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) shutdown_waker: AtomicWaker,
+    /// Wake-ups sent to this core with the ring-less register call.
+    pub(crate) msg_ring_sync_sent: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(id: usize) -> Self {
+        Shared {
+            id,
+            ring_fd: AtomicI32::new(-1),
+            inject: Mutex::new(VecDeque::new()),
+            notified: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            shutdown_waker: AtomicWaker::new(),
+            msg_ring_sync_sent: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn set_ring_fd(&self, fd: i32) {
+        self.ring_fd.store(fd, Ordering::Release);
+    }
+
+    /// Queue a runnable from another thread and wake the core.
+    pub(crate) fn inject(&self, runnable: Runnable) {
+        {
+            let mut q = self.inject.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.closed.load(Ordering::Acquire) {
+                q.push_back(runnable);
+                drop(q);
+                self.notify();
+                return;
+            }
+        }
+        // The core has shut down and dropped every task's future on its own thread; what is
+        // left of this task is its header, safe to drop anywhere.
+        drop(runnable);
+    }
+
+    /// Whether a wake-up is pending (the core must not block).
+    pub(crate) fn has_pending(&self) -> bool {
+        self.notified.load(Ordering::Acquire)
+    }
+
+    /// Take everything injected so far (the core's thread only).
+    pub(crate) fn drain_into(&self, local: &mut VecDeque<Runnable>) {
+        if self.notified.swap(false, Ordering::AcqRel) {
+            let mut q = self.inject.lock().unwrap_or_else(|p| p.into_inner());
+            local.extend(q.drain(..));
+        }
+    }
+
+    /// Make sure the core leaves (or does not enter) its wait and looks at its queue.
+    pub(crate) fn notify(&self) {
+        if self.notified.swap(true, Ordering::AcqRel) {
+            return; // A wake-up is already on its way.
+        }
+        let fd = self.ring_fd.load(Ordering::Acquire);
+        if fd < 0 {
+            return; // Not started yet (it drains on start) or gone.
+        }
+        // From a thread running another core: one SQE on that core's own ring, submitted with
+        // its next enter. A core never messages itself: it checks `notified` before waiting.
+        let sent = context::with_core(|core| {
+            if std::ptr::eq(Arc::as_ptr(&core.shared), self) {
+                return true;
+            }
+            match core.driver.try_borrow_mut() {
+                Ok(mut d) => {
+                    d.push_msg_wake(fd);
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+        if sent != Some(true) {
+            // SAFETY-free fallback: a blind register call that posts the CQE synchronously.
+            if sys::send_msg_ring_sync(fd, crate::lifecycle::TAG_MSG_WAKE).is_ok() {
+                self.msg_ring_sync_sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Drop whatever is still injected (shutdown, on the core's thread).
+    pub(crate) fn take_all(&self) -> VecDeque<Runnable> {
+        let mut q = self.inject.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *q)
+    }
+
+    pub(crate) fn close(&self) {
+        let _q = self.inject.lock().unwrap_or_else(|p| p.into_inner());
+        self.closed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn clear_ring_fd(&self) {
+        self.ring_fd.store(-1, Ordering::Release);
+    }
+}

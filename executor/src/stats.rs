@@ -1,0 +1,38 @@
+//! Per-ring counters, for tests and for users who want to see what the runtime did.
+
+/// Counters of one core's ring, read with [`crate::stats`].
+///
+/// They prove mechanisms in tests (a wake came through `MSG_RING`; the SQ-full path ran) and
+/// cost one add each on paths that already touch the ring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// `io_uring_enter` calls.
+    pub enters: u64,
+    /// Enters that submitted at least one SQE.
+    pub submits: u64,
+    /// Enters that blocked for a completion.
+    pub waits: u64,
+    /// SQEs pushed.
+    pub sqes_pushed: u64,
+    /// CQEs reaped.
+    pub cqes_reaped: u64,
+    /// Times a push found the SQ full and flushed it.
+    pub sq_full: u64,
+    /// Ticks that found `IORING_SQ_CQ_OVERFLOW` set and flushed the kernel's overflow list.
+    pub cq_overflow: u64,
+    /// `ASYNC_CANCEL`s pushed for dropped ops.
+    pub cancels: u64,
+    /// Cross-core wake-ups this core sent through `MSG_RING` (its own ring or the
+    /// ring-less `IORING_REGISTER_SEND_MSG_RING`).
+    pub msg_ring_sent: u64,
+    /// `MSG_RING` sends that failed (the target ring had gone).
+    pub msg_ring_failed: u64,
+    /// Cross-core wake-up CQEs received.
+    pub msg_ring_received: u64,
+    /// Ops waiting for a CQE now.
+    pub ops_in_flight: u64,
+    /// Op slots occupied now (in flight, or completed and not yet collected).
+    pub slots_occupied: u64,
+    /// Tasks on this core that have started and not finished.
+    pub tasks_active: u64,
+}

@@ -1,0 +1,10 @@
+//! ringleader's I/O operations (growing; see the io and groups issues).
+//!
+//! Every op here is an [`ringleader_executor::Op`]: it owns its buffer (and fd borrow) until
+//! the kernel's final CQE, and gives the buffer back in a [`BufResult`] on success and on
+//! error. Errors are `std::io::Error` carrying the kernel's errno.
+
+pub mod fd;
+pub mod time;
+
+pub use ringleader_buf::BufResult;

@@ -1,0 +1,40 @@
+//! # ringleader
+//!
+//! A thread-per-core async runtime for Linux io_uring: one ring per core, tasks woken straight
+//! from the completion queue, and **groups**: a leader op leases a kernel-visible buffer and
+//! member ops borrow it zero-copy (see `docs/` and DESIGN.md).
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! ringleader::block_on(async {
+//!     let h = ringleader::spawn(async {
+//!         ringleader::time::sleep(Duration::from_millis(1)).await;
+//!         ringleader::nop().await.unwrap();
+//!         "done"
+//!     });
+//!     assert_eq!(h.await.unwrap(), "done");
+//! });
+//! ```
+//!
+//! A multi-core runtime runs one pinned thread per core:
+//!
+//! ```
+//! let rt = ringleader::Runtime::builder().cores(2).build().unwrap();
+//! let on1 = rt.spawn_on(1, || async { ringleader::current_core() });
+//! assert_eq!(rt.block_on(|| async move { on1.await.unwrap() }), 1);
+//! ```
+
+pub use ringleader_executor::{
+    Builder, Completable, Cqe, JoinError, JoinHandle, LocalRuntime, MultiCompletable, MultiOp,
+    Op, Orphan, Runtime, SetupFlags, SetupInfo, Stats, YieldNow, block_on, core_count,
+    current_core, nop, nop_with_result, setup_info, spawn, spawn_on, stats, yield_now,
+};
+
+/// Buffers: owned buffers, and (growing) registered pools and leases.
+pub mod buf {
+    pub use ringleader_buf::*;
+}
+
+pub use ringleader_io::{fd, time};
+pub use ringleader_buf::BufResult;
