@@ -74,6 +74,10 @@ impl Driver {
         std::os::fd::AsRawFd::as_raw_fd(&self.ring)
     }
 
+    pub(crate) fn with_submitter<R>(&self, f: impl FnOnce(io_uring::Submitter<'_>) -> R) -> R {
+        f(self.ring.submitter())
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         let mut s = self.stats;
         s.ops_in_flight = self.ops.in_flight() as u64;

@@ -113,6 +113,24 @@ pub fn setup_info() -> SetupInfo {
         .expect("ringleader::setup_info outside a runtime")
 }
 
+/// Run `f` with the current core's ring submitter, for registration calls (fixed buffers,
+/// provided-buffer rings, files). Registrations are per ring, hence per core.
+///
+/// # Panics
+/// Outside a ringleader runtime.
+pub fn with_submitter<R>(f: impl FnOnce(io_uring::Submitter<'_>) -> R) -> R {
+    context::with_core(|c| c.driver.borrow().with_submitter(f))
+        .expect("ringleader::with_submitter outside a runtime")
+}
+
+/// The raw fd of the current core's ring (for `IORING_REGISTER_CLONE_BUFFERS` sources).
+///
+/// # Panics
+/// Outside a ringleader runtime.
+pub fn ring_fd() -> i32 {
+    context::with_core(|c| c.driver.borrow().ring_fd()).expect("ringleader::ring_fd outside a runtime")
+}
+
 /// Push several SQEs all together or not at all, each becoming an op (used by kernel-linked
 /// chains, which must never be half-queued).
 ///
