@@ -26,9 +26,9 @@
 //! ```
 
 pub use ringleader_executor::{
-    Builder, Completable, Cqe, JoinError, JoinHandle, LocalRuntime, MultiCompletable, MultiOp,
-    Op, Orphan, Runtime, SetupFlags, SetupInfo, Stats, YieldNow, block_on, core_count,
-    current_core, nop, nop_with_result, setup_info, spawn, spawn_on, stats, yield_now,
+    Builder, Completable, Cqe, JoinError, JoinHandle, LocalRuntime, MultiCompletable, MultiOp, Op,
+    Orphan, Runtime, SetupFlags, SetupInfo, Stats, YieldNow, block_on, core_count, current_core,
+    nop, nop_with_result, setup_info, spawn, spawn_on, stats, yield_now,
 };
 
 /// Buffers: owned buffers, and (growing) registered pools and leases.
@@ -36,5 +36,5 @@ pub mod buf {
     pub use ringleader_buf::*;
 }
 
-pub use ringleader_io::{fd, time};
 pub use ringleader_buf::BufResult;
+pub use ringleader_io::{fd, time};

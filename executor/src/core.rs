@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
@@ -38,7 +38,11 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(cfg: &RingConfig, shared: Arc<Shared>, tick_budget: usize) -> std::io::Result<Rc<Core>> {
+    pub(crate) fn new(
+        cfg: &RingConfig,
+        shared: Arc<Shared>,
+        tick_budget: usize,
+    ) -> std::io::Result<Rc<Core>> {
         let driver = Driver::new(cfg)?;
         shared.set_ring_fd(driver.ring_fd());
         Ok(Rc::new(Core {

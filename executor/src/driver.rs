@@ -11,13 +11,13 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use io_uring::IoUring;
 use io_uring::opcode::{AsyncCancel, AsyncCancel2, MsgRingData};
 use io_uring::squeue::{Entry, Flags};
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
-use io_uring::IoUring;
 
 use crate::lifecycle::{OpTable, TAG_BIT, TAG_CANCEL, TAG_MSG_SENT, TAG_MSG_WAKE};
-use crate::setup::{build_ring, RingConfig, SetupFlags, SetupInfo};
+use crate::setup::{RingConfig, SetupFlags, SetupInfo, build_ring};
 use crate::stats::Stats;
 use crate::sys;
 
@@ -46,8 +46,9 @@ impl Driver {
                     (index, sys::ENTER_REGISTERED_RING)
                 }
                 Err(e) => {
-                    info.fallbacks
-                        .push(format!("ring fd not registered: IORING_REGISTER_RING_FDS: {e}"));
+                    info.fallbacks.push(format!(
+                        "ring fd not registered: IORING_REGISTER_RING_FDS: {e}"
+                    ));
                     (raw, 0)
                 }
             }
@@ -183,7 +184,12 @@ impl Driver {
         if to_submit > 0 {
             self.stats.submits += 1;
         }
-        sys::enter(self.enter_fd, to_submit, min_complete, flags | self.enter_flags)
+        sys::enter(
+            self.enter_fd,
+            to_submit,
+            min_complete,
+            flags | self.enter_flags,
+        )
     }
 
     /// Submit what is queued, optionally wait for at least one completion, then reap.

@@ -128,7 +128,8 @@ pub fn with_submitter<R>(f: impl FnOnce(io_uring::Submitter<'_>) -> R) -> R {
 /// # Panics
 /// Outside a ringleader runtime.
 pub fn ring_fd() -> i32 {
-    context::with_core(|c| c.driver.borrow().ring_fd()).expect("ringleader::ring_fd outside a runtime")
+    context::with_core(|c| c.driver.borrow().ring_fd())
+        .expect("ringleader::ring_fd outside a runtime")
 }
 
 /// Push several SQEs all together or not at all, each becoming an op (used by kernel-linked
@@ -136,7 +137,9 @@ pub fn ring_fd() -> i32 {
 ///
 /// # Safety
 /// As for [`Op::submit`], for each entry and its data.
-pub unsafe fn submit_linked<T: Completable>(entries: Vec<(io_uring::squeue::Entry, T)>) -> Vec<Op<T>> {
+pub unsafe fn submit_linked<T: Completable>(
+    entries: Vec<(io_uring::squeue::Entry, T)>,
+) -> Vec<Op<T>> {
     // SAFETY: forwarded to the caller.
     unsafe { op::submit_all(entries) }
 }

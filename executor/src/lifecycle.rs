@@ -371,7 +371,11 @@ mod tests {
             DropOutcome::Cancel => panic!("completed op must not be cancelled"),
         }
         assert_eq!(drops.load(Ordering::SeqCst), 1);
-        assert_eq!(cqes.load(Ordering::SeqCst), 1, "the raced result is recycled");
+        assert_eq!(
+            cqes.load(Ordering::SeqCst),
+            1,
+            "the raced result is recycled"
+        );
         assert_eq!(t.occupied(), 0);
     }
 
@@ -382,7 +386,10 @@ mod tests {
         let w = futures::task::noop_waker();
         assert!(t.poll(ud, &w).is_pending());
         t.complete(ud, 4096, CQE_F_MORE);
-        assert!(t.poll(ud, &w).is_pending(), "must wait for the notification");
+        assert!(
+            t.poll(ud, &w).is_pending(),
+            "must wait for the notification"
+        );
         t.complete(ud, 0, CQE_F_NOTIF);
         let Poll::Ready(cqe) = t.poll(ud, &w) else {
             panic!("not ready")
@@ -412,8 +419,14 @@ mod tests {
         t.complete(ud, 1, CQE_F_MORE);
         t.complete(ud, 2, 0);
         assert_eq!(t.in_flight(), 0);
-        assert!(matches!(t.poll_next(ud, &w), Poll::Ready(Some(Cqe { result: 1, .. }))));
-        assert!(matches!(t.poll_next(ud, &w), Poll::Ready(Some(Cqe { result: 2, .. }))));
+        assert!(matches!(
+            t.poll_next(ud, &w),
+            Poll::Ready(Some(Cqe { result: 1, .. }))
+        ));
+        assert!(matches!(
+            t.poll_next(ud, &w),
+            Poll::Ready(Some(Cqe { result: 2, .. }))
+        ));
         assert!(matches!(t.poll_next(ud, &w), Poll::Ready(None)));
         assert_eq!(t.occupied(), 0);
     }

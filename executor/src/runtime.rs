@@ -116,7 +116,11 @@ impl Builder {
             let table = Arc::clone(&table);
             let ring = self.ring.clone();
             let budget = self.tick_budget;
-            let cpu = if self.pin && !cpus.is_empty() { Some(cpus[i % cpus.len()]) } else { None };
+            let cpu = if self.pin && !cpus.is_empty() {
+                Some(cpus[i % cpus.len()])
+            } else {
+                None
+            };
             let ready = ready_tx.clone();
             let t = thread::Builder::new()
                 .name(format!("{}-{i}", self.name))
@@ -186,7 +190,9 @@ fn allowed_cpus() -> Vec<usize> {
         return Vec::new();
     }
     // SAFETY: CPU_ISSET reads the set initialised above; the index is below CPU_SETSIZE.
-    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
 }
 
 fn pin_to(cpu: usize) {
@@ -275,7 +281,10 @@ impl Runtime {
         Fut::Output: Send + 'static,
     {
         let target = self.table.get(core).unwrap_or_else(|| {
-            panic!("Runtime::spawn_on: core {core} out of range ({} cores)", self.table.len())
+            panic!(
+                "Runtime::spawn_on: core {core} out of range ({} cores)",
+                self.table.len()
+            )
         });
         spawn_on_shared(target, f)
     }
@@ -322,6 +331,8 @@ impl Drop for Runtime {
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runtime").field("cores", &self.table.len()).finish()
+        f.debug_struct("Runtime")
+            .field("cores", &self.table.len())
+            .finish()
     }
 }

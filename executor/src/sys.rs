@@ -89,13 +89,9 @@ pub(crate) fn register_ring_fd(ring_fd: i32) -> io::Result<i32> {
 /// Post a CQE carrying `user_data` into the ring `target_fd` from a thread that may own no
 /// ring at all (`IORING_REGISTER_SEND_MSG_RING`, Linux 6.13+).
 pub(crate) fn send_msg_ring_sync(target_fd: i32, user_data: u64) -> io::Result<()> {
-    let sqe = io_uring::opcode::MsgRingData::new(
-        io_uring::types::Fd(target_fd),
-        0,
-        user_data,
-        None,
-    )
-    .build();
+    let sqe =
+        io_uring::opcode::MsgRingData::new(io_uring::types::Fd(target_fd), 0, user_data, None)
+            .build();
     // SAFETY: `Entry` is `#[repr(C)]` around `io_uring_sqe`, so a pointer to it is a pointer to
     // one valid SQE, which the kernel copies during the call.
     let ret = unsafe {

@@ -31,7 +31,11 @@ impl Completable for TimeoutOp {
     type Output = ();
     fn complete(self, cqe: Cqe) {
         // -ETIME is the normal expiry; -ECANCELED only reaches an orphan.
-        debug_assert!(cqe.result == -libc::ETIME || cqe.result >= 0, "timeout: {}", cqe.result);
+        debug_assert!(
+            cqe.result == -libc::ETIME || cqe.result >= 0,
+            "timeout: {}",
+            cqe.result
+        );
     }
 }
 

@@ -51,6 +51,8 @@ fn inject_result(entry: &mut io_uring::squeue::Entry, result: i32) {
     unsafe {
         let p = (entry as *mut io_uring::squeue::Entry).cast::<u8>();
         p.add(24).cast::<u32>().write_unaligned(result as u32);
-        p.add(28).cast::<u32>().write_unaligned(IORING_NOP_INJECT_RESULT);
+        p.add(28)
+            .cast::<u32>()
+            .write_unaligned(IORING_NOP_INJECT_RESULT);
     }
 }

@@ -13,7 +13,7 @@ mod join;
 mod yield_now;
 
 pub use join::{JoinError, JoinHandle};
-pub use yield_now::{yield_now, YieldNow};
+pub use yield_now::{YieldNow, yield_now};
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -92,7 +92,9 @@ where
 {
     let fut = async move {
         let _active = ActiveGuard::register().await;
-        AssertUnwindSafe(async move { f().await }).catch_unwind().await
+        AssertUnwindSafe(async move { f().await })
+            .catch_unwind()
+            .await
     };
     // SAFETY: until its first poll the future holds only `f`, which is `Send`, so creating it
     // here and moving or dropping its runnable on any thread is sound. Every poll happens on
@@ -122,7 +124,10 @@ where
         let cores = c.cores.borrow();
         let cores = cores.as_ref().expect("runtime core table");
         Arc::clone(cores.get(core).unwrap_or_else(|| {
-            panic!("ringleader::spawn_on: core {core} out of range (runtime has {})", cores.len())
+            panic!(
+                "ringleader::spawn_on: core {core} out of range (runtime has {})",
+                cores.len()
+            )
         }))
     })
     .expect("ringleader::spawn_on called outside a ringleader runtime");

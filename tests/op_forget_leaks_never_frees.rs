@@ -1,0 +1,56 @@
+//! `mem::forget` of an in-flight op leaks its resources and its slot; it never frees memory
+//! the kernel still writes into, and the runtime keeps working (and shuts down) afterwards.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+
+use common::{CountedBuf, counter, get, pipe, until, write_all};
+
+#[test]
+fn forgotten_read_leaks_its_buffer_and_slot_but_nothing_breaks() {
+    let drops = counter();
+    let (r, w) = pipe();
+    let fd = r.as_raw_fd();
+    ringleader::block_on(async {
+        let base = ringleader::stats();
+        let op = ringleader::fd::read(fd, CountedBuf::new(4096, &drops), u64::MAX);
+        ringleader::yield_now().await;
+        std::mem::forget(op);
+        // The kernel completes the read into the leaked buffer.
+        write_all(&w, &[7u8; 100]);
+        until(
+            || ringleader::stats().ops_in_flight == base.ops_in_flight,
+            "read completed",
+        )
+        .await;
+        let s = ringleader::stats();
+        assert_eq!(
+            s.slots_occupied,
+            base.slots_occupied + 1,
+            "the slot is leaked, not reused"
+        );
+        assert_eq!(get(&drops), 0, "the buffer is leaked, not freed");
+        // Later ops use other slots and see their own data.
+        write_all(&w, b"next");
+        let (n, buf) = ringleader::fd::read(fd, Vec::with_capacity(16), u64::MAX).await;
+        assert_eq!((n.unwrap(), &buf[..]), (4, &b"next"[..]));
+    });
+    assert_eq!(get(&drops), 0);
+}
+
+#[test]
+fn runtime_with_a_forgotten_in_flight_op_still_shuts_down() {
+    let drops = counter();
+    let (r, _w) = pipe();
+    let fd = r.as_raw_fd();
+    ringleader::block_on(async {
+        let op = ringleader::fd::read(fd, CountedBuf::new(64, &drops), u64::MAX);
+        ringleader::yield_now().await;
+        std::mem::forget(op);
+        assert_eq!(ringleader::stats().ops_in_flight, 1);
+    });
+    // block_on's runtime cancelled and reaped the op before freeing the ring; the buffer
+    // itself was forgotten by the user, so it is never dropped.
+    assert_eq!(get(&drops), 0);
+}
