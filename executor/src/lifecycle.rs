@@ -114,6 +114,11 @@ impl OpTable {
         self.slots.len()
     }
 
+    /// Whether the op `user_data` still waits for a CQE.
+    pub(crate) fn is_in_flight(&mut self, user_data: u64) -> bool {
+        self.slot_mut(user_data).is_some_and(|s| s.state.in_flight())
+    }
+
     /// Reserve a slot for a new op; returns its `user_data`.
     pub(crate) fn insert(&mut self, streaming: bool) -> u64 {
         self.generation = (self.generation + 1) & 0x7fff_ffff;

@@ -73,6 +73,30 @@ impl<T: Completable> Op<T> {
         }
     }
 
+    /// Ask the kernel to cancel the op, keeping the future: awaiting it then gives the op's
+    /// output at its final CQE, with its resources (a buffer comes back). The result is
+    /// usually `ECANCELED`, or the real result if the op finished first.
+    ///
+    /// ```
+    /// ringleader_executor::block_on(async {
+    ///     let mut fds = [0; 2];
+    ///     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    ///     let read = ringleader_io::fd::read(fds[0], vec![0u8; 8], u64::MAX);
+    ///     let (res, buf) = read.cancel().await;
+    ///     assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    ///     assert_eq!(buf.len(), 8);
+    /// #   unsafe { libc::close(fds[0]); libc::close(fds[1]); }
+    /// });
+    /// ```
+    pub fn cancel(self) -> Self {
+        let mut d = self.driver.borrow_mut();
+        if d.ops.is_in_flight(self.user_data) {
+            d.push_cancel(self.user_data);
+        }
+        drop(d);
+        self
+    }
+
     /// The op's `user_data` (for `ASYNC_CANCEL` targeting and tests).
     pub fn user_data(&self) -> u64 {
         self.user_data
