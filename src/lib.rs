@@ -37,4 +37,4 @@ pub mod buf {
 }
 
 pub use ringleader_buf::BufResult;
-pub use ringleader_io::{fd, time};
+pub use ringleader_io::{fd, fs, net, pipe, time};

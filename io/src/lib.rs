@@ -5,6 +5,9 @@
 //! error. Errors are `std::io::Error` carrying the kernel's errno.
 
 pub mod fd;
+pub mod fs;
+pub mod net;
+pub mod pipe;
 pub mod time;
 
 pub use ringleader_buf::BufResult;
