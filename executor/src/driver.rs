@@ -257,7 +257,61 @@ impl Driver {
             // TAG_CANCEL: ENOENT/EALREADY, the target finished or is finishing on its own.
         }
         stats.cqes_reaped += n as u64;
+        if !self.ops.batch_ends.is_empty() {
+            self.push_members();
+        }
         n
+    }
+
+    /// Push the members released by leaders in this reap, each group's all together.
+    fn push_members(&mut self) {
+        let entries = std::mem::take(&mut self.ops.to_push);
+        let ends = std::mem::take(&mut self.ops.batch_ends);
+        let mut start = 0;
+        for end in ends.iter().copied() {
+            let batch = &entries[start..end];
+            start = end;
+            if batch.is_empty() {
+                continue;
+            }
+            let cap = self.info.sq_entries as usize;
+            for chunk in batch.chunks(cap) {
+                // Not enough room for the whole group: submit what is queued first (no reap
+                // here: we are inside one).
+                loop {
+                    let (cap, pending) = {
+                        let sq = self.ring.submission();
+                        (sq.capacity(), sq.len())
+                    };
+                    if cap - pending >= chunk.len() {
+                        break;
+                    }
+                    let pending = pending as u32;
+                    match self.enter(pending, 0, sys::ENTER_GETEVENTS) {
+                        Ok(_) => {}
+                        Err(e) if transient(&e) => {}
+                        Err(e) => {
+                            panic!("ringleader: io_uring_enter failed pushing group members: {e}")
+                        }
+                    }
+                }
+                // SAFETY: each member entry was built under `GroupOp::submit`'s contract: its
+                // pointers are valid until its final CQE, and its data stays in the group
+                // future or its slot until then.
+                unsafe { self.ring.submission().push_multiple(chunk) }
+                    .expect("room was made above");
+                self.stats.sqes_pushed += chunk.len() as u64;
+                self.stats.group_members_pushed += chunk.len() as u64;
+                self.stats.group_batches += 1;
+            }
+        }
+        // Keep the allocations for the next reap.
+        let mut entries = entries;
+        entries.clear();
+        self.ops.to_push = entries;
+        let mut ends = ends;
+        ends.clear();
+        self.ops.batch_ends = ends;
     }
 
     /// Cancel everything still in flight and reap until nothing is, waiting at most `limit`.

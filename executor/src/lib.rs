@@ -43,6 +43,7 @@
 mod context;
 mod core;
 mod driver;
+mod group;
 mod lifecycle;
 mod op;
 mod ops;
@@ -53,6 +54,7 @@ mod stats;
 mod sys;
 mod task;
 
+pub use group::{GroupOp, GroupOutput, MemberLen, MemberSpec, ZeroFill};
 pub use lifecycle::Cqe;
 pub use op::{Completable, MultiCompletable, MultiOp, Op, Orphan};
 pub use ops::{Nop, nop, nop_with_result};

@@ -15,10 +15,12 @@
 use std::collections::VecDeque;
 use std::task::{Poll, Waker};
 
+use io_uring::squeue::Entry;
 use slab::Slab;
 
+use crate::group::{Followers, MemberLen};
 use crate::op::Orphan;
-use crate::sys::{CQE_F_MORE, CQE_F_NOTIF};
+use crate::sys::{self, CQE_F_MORE, CQE_F_NOTIF};
 
 /// `user_data` values at or above this carry a tag, not a slot key.
 pub(crate) const TAG_BIT: u64 = 1 << 63;
@@ -57,6 +59,14 @@ pub(crate) enum Lifecycle {
     Submitted {
         waker: Option<Waker>,
         first: Option<Cqe>,
+        /// A group leader's members, pushed by the driver when this op succeeds.
+        followers: Option<Box<Followers>>,
+    },
+    /// A group member whose leader has not completed: its SQE is not in the SQ yet.
+    Deferred {
+        entry: Box<Entry>,
+        len: MemberLen,
+        waker: Option<Waker>,
     },
     /// Final CQE reaped; the result waits for the op future.
     Completed(Cqe),
@@ -75,7 +85,7 @@ impl Lifecycle {
         match self {
             Lifecycle::Submitted { .. } | Lifecycle::Orphaned(_) => true,
             Lifecycle::Streaming { done, .. } => !done,
-            Lifecycle::Completed(_) => false,
+            Lifecycle::Completed(_) | Lifecycle::Deferred { .. } => false,
         }
     }
 }
@@ -103,6 +113,10 @@ pub(crate) struct OpTable {
     pub(crate) woken: Vec<Waker>,
     /// Orphaned resources whose final CQE arrived; dropped once the driver borrow ends.
     pub(crate) graveyard: Vec<Box<dyn Orphan>>,
+    /// Group members released by their leader's CQE, waiting to be pushed (all of a group
+    /// together: `batch_ends` marks where each group's members end).
+    pub(crate) to_push: Vec<Entry>,
+    pub(crate) batch_ends: Vec<usize>,
 }
 
 impl OpTable {
@@ -116,7 +130,8 @@ impl OpTable {
 
     /// Whether the op `user_data` still waits for a CQE.
     pub(crate) fn is_in_flight(&mut self, user_data: u64) -> bool {
-        self.slot_mut(user_data).is_some_and(|s| s.state.in_flight())
+        self.slot_mut(user_data)
+            .is_some_and(|s| s.state.in_flight())
     }
 
     /// Reserve a slot for a new op; returns its `user_data`.
@@ -133,11 +148,80 @@ impl OpTable {
             Lifecycle::Submitted {
                 waker: None,
                 first: None,
+                followers: None,
             }
         };
         let index = self.slots.insert(Slot { generation, state });
         self.in_flight += 1;
         (u64::from(generation) << 32) | index as u64
+    }
+
+    /// Reserve a slot for a group member whose SQE waits for its leader.
+    pub(crate) fn insert_deferred(&mut self, entry: Entry, len: MemberLen) -> u64 {
+        self.generation = (self.generation + 1) & 0x7fff_ffff;
+        let generation = self.generation;
+        let state = Lifecycle::Deferred {
+            entry: Box::new(entry),
+            len,
+            waker: None,
+        };
+        let index = self.slots.insert(Slot { generation, state });
+        (u64::from(generation) << 32) | index as u64
+    }
+
+    /// Attach members to the (just inserted) leader `user_data`.
+    pub(crate) fn set_followers(&mut self, user_data: u64, f: Box<Followers>) {
+        if let Some(Slot {
+            state: Lifecycle::Submitted { followers, .. },
+            ..
+        }) = self.slot_mut(user_data)
+        {
+            *followers = Some(f);
+        }
+    }
+
+    /// The leader succeeded with `result`: queue its members' SQEs, all together.
+    fn release_members(&mut self, f: Box<Followers>, result: i32) {
+        if let Some(zf) = &f.zero_fill {
+            zf.apply(result);
+        }
+        for &ud in &f.members {
+            let Some(slot) = slot_in(&mut self.slots, ud) else {
+                continue; // The member future was dropped: never submitted.
+            };
+            let state = std::mem::replace(&mut slot.state, Lifecycle::Completed(CANCELED));
+            let Lifecycle::Deferred { entry, len, waker } = state else {
+                slot.state = state;
+                continue;
+            };
+            let mut entry = *entry;
+            if let Some(n) = len.resolve(result) {
+                sys::sqe_set_len(&mut entry, n);
+            }
+            self.to_push.push(entry.user_data(ud));
+            slot.state = Lifecycle::Submitted {
+                waker,
+                first: None,
+                followers: None,
+            };
+            self.in_flight += 1;
+        }
+        self.batch_ends.push(self.to_push.len());
+    }
+
+    /// The leader failed: its members complete with `ECANCELED`, never submitted.
+    fn cancel_members(&mut self, f: Box<Followers>) {
+        for &ud in &f.members {
+            let Some(slot) = slot_in(&mut self.slots, ud) else {
+                continue;
+            };
+            if let Lifecycle::Deferred { waker, .. } = &mut slot.state {
+                if let Some(w) = waker.take() {
+                    self.woken.push(w);
+                }
+                slot.state = Lifecycle::Completed(CANCELED);
+            }
+        }
     }
 
     fn slot_mut(&mut self, user_data: u64) -> Option<&mut Slot> {
@@ -164,7 +248,11 @@ impl OpTable {
             notif: None,
         };
         match &mut slot.state {
-            Lifecycle::Submitted { waker, first } => {
+            Lifecycle::Submitted {
+                waker,
+                first,
+                followers,
+            } => {
                 if more {
                     // The op's result; a notification (or more) follows.
                     if first.is_none() {
@@ -185,8 +273,19 @@ impl OpTable {
                 if let Some(w) = waker.take() {
                     self.woken.push(w);
                 }
+                let followers = followers.take();
                 slot.state = Lifecycle::Completed(done);
                 self.in_flight -= 1;
+                if let Some(f) = followers {
+                    if done.result >= 0 {
+                        self.release_members(f, done.result);
+                    } else {
+                        self.cancel_members(f);
+                    }
+                }
+            }
+            Lifecycle::Deferred { .. } => {
+                debug_assert!(false, "CQE for a member never submitted {user_data:#x}");
             }
             Lifecycle::Streaming { waker, queue, done } => {
                 queue.push_back(cqe);
@@ -224,7 +323,7 @@ impl OpTable {
                 self.remove(user_data);
                 Poll::Ready(cqe)
             }
-            Lifecycle::Submitted { waker, .. } => {
+            Lifecycle::Submitted { waker, .. } | Lifecycle::Deferred { waker, .. } => {
                 register(waker, cx_waker);
                 Poll::Pending
             }
@@ -276,6 +375,11 @@ impl OpTable {
                     DropOutcome::Cancel
                 }
             }
+            Lifecycle::Deferred { .. } => {
+                // Never submitted (its leader has not completed): nothing to cancel.
+                self.remove(user_data);
+                DropOutcome::Release(resources)
+            }
             Lifecycle::Submitted { first, .. } => {
                 if let Some(first) = first.take() {
                     resources.orphan_cqe(&first);
@@ -309,6 +413,13 @@ impl OpTable {
         leaked
     }
 }
+
+/// The result of a member cancelled before submission.
+const CANCELED: Cqe = Cqe {
+    result: -libc::ECANCELED,
+    flags: 0,
+    notif: None,
+};
 
 fn slot_in(slots: &mut Slab<Slot>, user_data: u64) -> Option<&mut Slot> {
     let index = (user_data & 0xffff_ffff) as usize;

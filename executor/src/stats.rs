@@ -29,6 +29,11 @@ pub struct Stats {
     pub msg_ring_failed: u64,
     /// Cross-core wake-up CQEs received.
     pub msg_ring_received: u64,
+    /// Group members the driver pushed after their leader's CQE.
+    pub group_members_pushed: u64,
+    /// Batches in which group members were pushed (one per group, unless a group had more
+    /// members than the SQ has entries).
+    pub group_batches: u64,
     /// Ops waiting for a CQE now.
     pub ops_in_flight: u64,
     /// Op slots occupied now (in flight, or completed and not yet collected).

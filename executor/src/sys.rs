@@ -109,3 +109,21 @@ pub(crate) fn send_msg_ring_sync(target_fd: i32, user_data: u64) -> io::Result<(
         Ok(())
     }
 }
+
+const _: () = assert!(std::mem::size_of::<io_uring::squeue::Entry>() == 64);
+
+/// Byte offset of `len` in `struct io_uring_sqe`.
+const SQE_LEN_OFFSET: usize = 24;
+
+/// Overwrite the `len` field of an SQE (a group member's length follows its leader's result).
+pub(crate) fn sqe_set_len(entry: &mut io_uring::squeue::Entry, len: u32) {
+    // SAFETY: `Entry` is `#[repr(C)]` around the 64-byte `io_uring_sqe` (asserted above), in
+    // which `len` is the `u32` at byte 24; any bit pattern is a valid `u32`.
+    unsafe {
+        (entry as *mut io_uring::squeue::Entry)
+            .cast::<u8>()
+            .add(SQE_LEN_OFFSET)
+            .cast::<u32>()
+            .write_unaligned(len);
+    }
+}

@@ -1,0 +1,243 @@
+//! Groups at the ring level: a leader op whose members the driver pushes, all together, as
+//! soon as the leader's CQE is reaped, without a task poll in between (DESIGN §4, G1).
+//!
+//! The executor knows nothing about leases: a member is a pre-built SQE (pointing into memory
+//! its data keeps alive, typically through a lease count) plus a rule for its length. The
+//! driver, on the leader's final CQE:
+//! - success: optionally zero-fills the leased tail (G6), fixes each member's `len` from the
+//!   leader's result, and pushes all members in one all-or-nothing batch (G1);
+//! - failure: completes every member with `ECANCELED` without submitting any (G4).
+//!
+//! [`GroupOp`] resolves after the leader's and every member's final CQE (G3). Dropping it
+//! removes members never submitted, and cancels the leader and in-flight members, whose data
+//! is released only at their final CQEs (G8).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use io_uring::squeue::Entry;
+
+use crate::context;
+use crate::driver::Driver;
+use crate::lifecycle::{Cqe, DropOutcome};
+use crate::op::{Completable, Orphan};
+
+/// How a member's SQE `len` follows the leader's result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberLen {
+    /// Keep the length the member was built with.
+    AsBuilt,
+    /// The member covers leader bytes `[offset, offset + max)`: its length becomes
+    /// `clamp(leader_result - offset, 0, max)`, so it sees exactly the bytes produced.
+    FromLeader {
+        /// Where the member's range starts in the leader's output.
+        offset: u32,
+        /// The member's full length.
+        max: u32,
+    },
+}
+
+impl MemberLen {
+    pub(crate) fn resolve(self, leader_result: i32) -> Option<u32> {
+        match self {
+            MemberLen::AsBuilt => None,
+            MemberLen::FromLeader { offset, max } => {
+                let produced = leader_result.max(0) as u32;
+                Some(produced.saturating_sub(offset).min(max))
+            }
+        }
+    }
+}
+
+/// Zero the tail of the leased memory a short leader left unwritten (G6 zero-fill mode).
+#[derive(Debug)]
+pub struct ZeroFill {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl ZeroFill {
+    /// # Safety
+    /// `ptr` must be valid for writes of `len` bytes for as long as the leader's data lives,
+    /// and nothing else may access those bytes between the leader's CQE and its members'
+    /// submission (the lease is exclusively the group's).
+    pub unsafe fn new(ptr: *mut u8, len: usize) -> Self {
+        ZeroFill { ptr, len }
+    }
+
+    pub(crate) fn apply(&self, leader_result: i32) {
+        let produced = (leader_result.max(0) as usize).min(self.len);
+        // SAFETY: the constructor's contract: `ptr..ptr+len` is writable and owned by the
+        // leader's data, which is alive (its slot just completed and the group still holds
+        // it: a dropped group discards its followers before this can run).
+        unsafe { std::ptr::write_bytes(self.ptr.add(produced), 0, self.len - produced) };
+    }
+}
+
+/// What a leader's slot keeps about its members.
+pub(crate) struct Followers {
+    pub(crate) members: Vec<u64>,
+    pub(crate) zero_fill: Option<ZeroFill>,
+}
+
+/// One member: its SQE (pointers valid per [`crate::Op::submit`]'s contract), its length
+/// rule, and the resources the SQE points into.
+#[derive(Debug)]
+pub struct MemberSpec<M> {
+    /// The member's SQE (its `user_data` is overwritten).
+    pub entry: Entry,
+    /// How its length follows the leader.
+    pub len: MemberLen,
+    /// The resources it references (kept until its final CQE).
+    pub data: M,
+}
+
+/// Results of a whole group: the leader's output and each member's, in member order.
+#[derive(Debug)]
+pub struct GroupOutput<L, M> {
+    /// The leader's output.
+    pub leader: L,
+    /// Each member's output (`ECANCELED` results when the leader failed).
+    pub members: Vec<M>,
+}
+
+/// A submitted group; resolves after the last member's last CQE.
+#[must_use = "futures do nothing unless you `.await` or poll them; dropping cancels the group"]
+pub struct GroupOp<L: Completable, M: Completable> {
+    driver: Rc<RefCell<Driver>>,
+    leader_ud: u64,
+    leader: Option<L>,
+    leader_cqe: Option<Cqe>,
+    member_uds: Vec<u64>,
+    members: Vec<Option<M>>,
+    member_cqes: Vec<Option<Cqe>>,
+}
+
+impl<L: Completable, M: Completable> GroupOp<L, M> {
+    /// Push the leader; park the members until its CQE.
+    ///
+    /// # Panics
+    /// Outside a ringleader runtime.
+    ///
+    /// # Safety
+    /// As for [`crate::Op::submit`], for the leader and each member entry: every pointer is
+    /// valid until that SQE's final CQE and points into memory its data keeps alive.
+    pub unsafe fn submit(
+        leader: Entry,
+        leader_data: L,
+        members: Vec<MemberSpec<M>>,
+        zero_fill: Option<ZeroFill>,
+    ) -> Self {
+        let driver = context::current_driver();
+        let mut d = driver.borrow_mut();
+        let mut member_uds = Vec::with_capacity(members.len());
+        let mut datas = Vec::with_capacity(members.len());
+        for m in members {
+            member_uds.push(d.ops.insert_deferred(m.entry, m.len));
+            datas.push(Some(m.data));
+        }
+        let leader_ud = d.ops.insert(false);
+        d.ops.set_followers(
+            leader_ud,
+            Box::new(Followers {
+                members: member_uds.clone(),
+                zero_fill,
+            }),
+        );
+        // SAFETY: the caller's contract for the leader entry; its data is stored below.
+        unsafe { d.push(&leader.user_data(leader_ud)) };
+        drop(d);
+        let n = member_uds.len();
+        GroupOp {
+            driver,
+            leader_ud,
+            leader: Some(leader_data),
+            leader_cqe: None,
+            member_uds,
+            members: datas,
+            member_cqes: vec![None; n],
+        }
+    }
+}
+
+impl<L: Completable, M: Completable> Unpin for GroupOp<L, M> {}
+
+impl<L: Completable, M: Completable> Future for GroupOp<L, M> {
+    type Output = GroupOutput<L::Output, M::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        {
+            let mut d = this.driver.borrow_mut();
+            if this.leader_cqe.is_none() {
+                if let Poll::Ready(c) = d.ops.poll(this.leader_ud, cx.waker()) {
+                    this.leader_cqe = Some(c);
+                }
+            }
+            for (ud, slot) in this.member_uds.iter().zip(this.member_cqes.iter_mut()) {
+                if slot.is_none() {
+                    if let Poll::Ready(c) = d.ops.poll(*ud, cx.waker()) {
+                        *slot = Some(c);
+                    }
+                }
+            }
+        }
+        if this.leader_cqe.is_none() || this.member_cqes.iter().any(Option::is_none) {
+            return Poll::Pending;
+        }
+        let leader = this.leader.take().expect("GroupOp polled after completion");
+        let leader = leader.complete(this.leader_cqe.expect("checked"));
+        let members = this
+            .members
+            .iter_mut()
+            .zip(&this.member_cqes)
+            .map(|(m, c)| m.take().expect("member data").complete(c.expect("checked")))
+            .collect();
+        Poll::Ready(GroupOutput { leader, members })
+    }
+}
+
+impl<L: Completable, M: Completable> Drop for GroupOp<L, M> {
+    fn drop(&mut self) {
+        // The leader first: once it is orphaned, its followers are discarded and no member
+        // can be released any more.
+        if let Some(l) = self.leader.take() {
+            if self.leader_cqe.is_none() {
+                drop_member(&self.driver, self.leader_ud, Box::new(l));
+            } else {
+                drop(l);
+            }
+        }
+        for (i, m) in self.members.iter_mut().enumerate() {
+            if let Some(m) = m.take() {
+                if self.member_cqes[i].is_none() {
+                    drop_member(&self.driver, self.member_uds[i], Box::new(m));
+                } else {
+                    drop(m);
+                }
+            }
+        }
+    }
+}
+
+#[cold] // Dropping a group before it completes is the exception.
+fn drop_member(driver: &Rc<RefCell<Driver>>, ud: u64, data: Box<dyn Orphan>) {
+    let outcome = driver.borrow_mut().ops.orphan(ud, data);
+    match outcome {
+        DropOutcome::Release(data) => drop(data),
+        DropOutcome::Cancel => driver.borrow_mut().push_cancel(ud),
+    }
+}
+
+impl<L: Completable, M: Completable> fmt::Debug for GroupOp<L, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupOp")
+            .field("leader_done", &self.leader_cqe.is_some())
+            .field("members", &self.member_uds.len())
+            .finish()
+    }
+}
