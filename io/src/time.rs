@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use io_uring::opcode;
-use io_uring::types::{TimeoutFlags, Timespec};
+use io_uring::types::Timespec;
 use ringleader_executor::{Completable, Cqe, Op, Orphan};
 
 /// Resources of a timeout op: the timespec the kernel reads at submission.
@@ -133,6 +133,67 @@ pub fn timeout<F: Future>(dur: Duration, fut: F) -> Timeout<F> {
     }
 }
 
+/// The error of a [`timeout_op`] that expired: the op was cancelled and waited for, and its
+/// output is here, so owned buffers come back. Its result is usually `ECANCELED`, or the
+/// real result if the op finished while being cancelled.
+#[derive(Debug)]
+pub struct OpTimedOut<O> {
+    /// The cancelled op's output.
+    pub output: O,
+}
+
+impl<O> fmt::Display for OpTimedOut<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline elapsed; op cancelled")
+    }
+}
+
+impl<O: fmt::Debug> std::error::Error for OpTimedOut<O> {}
+
+/// Run the op `op` for at most `dur`. On expiry the op is cancelled and awaited to its final
+/// CQE, and its output (with its buffer) comes back in [`OpTimedOut`].
+///
+/// ```
+/// use std::time::Duration;
+/// ringleader_executor::block_on(async {
+///     let mut fds = [0; 2];
+///     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+///     let read = ringleader_io::fd::read(fds[0], vec![0u8; 64], u64::MAX);
+///     let err = ringleader_io::time::timeout_op(Duration::from_millis(2), read).await.unwrap_err();
+///     let (res, buf) = err.output;
+///     assert!(res.is_err());
+///     assert_eq!(buf.len(), 64, "the buffer came back");
+/// #   unsafe { libc::close(fds[0]); libc::close(fds[1]); }
+/// });
+/// ```
+pub async fn timeout_op<T: Completable>(
+    dur: Duration,
+    op: Op<T>,
+) -> Result<T::Output, OpTimedOut<T::Output>> {
+    let mut op = Some(op);
+    let mut sleep = sleep(dur);
+    let expired = std::future::poll_fn(|cx| {
+        let o = op.as_mut().expect("op present until resolved");
+        if let Poll::Ready(v) = Pin::new(o).poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        match Pin::new(&mut sleep).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(())),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    match expired {
+        Ok(v) => Ok(v),
+        Err(()) => {
+            let op = op.take().expect("op present");
+            Err(OpTimedOut {
+                output: op.cancel().await,
+            })
+        }
+    }
+}
+
 /// A multishot-free periodic timer: each `tick()` sleeps until the next period boundary.
 #[derive(Debug)]
 pub struct Interval {
@@ -165,6 +226,3 @@ impl Interval {
         fired
     }
 }
-
-#[allow(dead_code)]
-const _FLAGS: TimeoutFlags = TimeoutFlags::empty();
