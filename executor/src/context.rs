@@ -43,6 +43,7 @@ impl Drop for EnterGuard {
 }
 
 /// Run `f` with the current core, if this thread is running one.
+#[inline]
 pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
     let p = CURRENT.with(Cell::get);
     if p.is_null() {
@@ -59,6 +60,7 @@ pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
 ///
 /// # Panics
 /// Outside a ringleader runtime.
+#[inline]
 pub(crate) fn current_driver() -> Rc<RefCell<Driver>> {
     with_core(|c| Rc::clone(&c.driver)).expect(
         "ringleader: an io operation was created outside a ringleader runtime \

@@ -56,6 +56,7 @@ impl Core {
     }
 
     /// Queue a runnable of a task owned by this core (owner thread).
+    #[inline]
     pub(crate) fn schedule_local(&self, runnable: Runnable) {
         self.queue.borrow_mut().push_back(runnable);
     }

@@ -106,6 +106,7 @@ impl Driver {
     ///
     /// # Safety
     /// `entry`'s pointers must stay valid until its final CQE (see [`crate::Op::submit`]).
+    #[inline]
     pub(crate) unsafe fn push(&mut self, entry: &Entry) {
         loop {
             // SAFETY: forwarded from the caller; the SQ copies the 64-byte SQE.

@@ -73,7 +73,11 @@ pub(crate) enum Lifecycle {
     /// A multishot op: every CQE is an item.
     Streaming {
         waker: Option<Waker>,
-        queue: VecDeque<Cqe>,
+        #[expect(
+            clippy::box_collection,
+            reason = "keeps every slot within one cache line; multishot streams are rare"
+        )]
+        queue: Box<VecDeque<Cqe>>,
         done: bool,
     },
     /// The op future was dropped while in flight: its resources wait for the final CQE.
@@ -94,6 +98,9 @@ struct Slot {
     generation: u32,
     state: Lifecycle,
 }
+
+// Slots are touched on every op: keep them within one cache line.
+const _: () = assert!(std::mem::size_of::<Slot>() <= 64);
 
 /// What dropping an op future decided; the caller acts on it outside the borrow.
 #[must_use]
@@ -135,13 +142,14 @@ impl OpTable {
     }
 
     /// Reserve a slot for a new op; returns its `user_data`.
+    #[inline]
     pub(crate) fn insert(&mut self, streaming: bool) -> u64 {
         self.generation = (self.generation + 1) & 0x7fff_ffff;
         let generation = self.generation;
         let state = if streaming {
             Lifecycle::Streaming {
                 waker: None,
-                queue: VecDeque::new(),
+                queue: Box::default(),
                 done: false,
             }
         } else {
@@ -181,7 +189,7 @@ impl OpTable {
     }
 
     /// The leader succeeded with `result`: queue its members' SQEs, all together.
-    fn release_members(&mut self, f: Box<Followers>, result: i32) {
+    fn release_members(&mut self, f: &Followers, result: i32) {
         if let Some(zf) = &f.zero_fill {
             zf.apply(result);
         }
@@ -210,7 +218,7 @@ impl OpTable {
     }
 
     /// The leader failed: its members complete with `ECANCELED`, never submitted.
-    fn cancel_members(&mut self, f: Box<Followers>) {
+    fn cancel_members(&mut self, f: &Followers) {
         for &ud in &f.members {
             let Some(slot) = slot_in(&mut self.slots, ud) else {
                 continue;
@@ -224,16 +232,19 @@ impl OpTable {
         }
     }
 
+    #[inline]
     fn slot_mut(&mut self, user_data: u64) -> Option<&mut Slot> {
         slot_in(&mut self.slots, user_data)
     }
 
+    #[inline]
     fn remove(&mut self, user_data: u64) -> Lifecycle {
         let index = (user_data & 0xffff_ffff) as usize;
         self.slots.remove(index).state
     }
 
     /// Record one CQE for the slot `user_data`.
+    #[inline]
     pub(crate) fn complete(&mut self, user_data: u64, result: i32, flags: u32) {
         let Some(slot) = slot_in(&mut self.slots, user_data) else {
             // A key whose slot is gone: impossible by construction (slots outlive their final
@@ -278,9 +289,9 @@ impl OpTable {
                 self.in_flight -= 1;
                 if let Some(f) = followers {
                     if done.result >= 0 {
-                        self.release_members(f, done.result);
+                        self.release_members(&f, done.result);
                     } else {
-                        self.cancel_members(f);
+                        self.cancel_members(&f);
                     }
                 }
             }
@@ -313,6 +324,7 @@ impl OpTable {
     }
 
     /// Poll a single-result op: `Ready` removes the slot.
+    #[inline]
     pub(crate) fn poll(&mut self, user_data: u64, cx_waker: &Waker) -> Poll<Cqe> {
         let Some(slot) = self.slot_mut(user_data) else {
             unreachable!("op polled with a stale key {user_data:#x}");
@@ -421,12 +433,14 @@ const CANCELED: Cqe = Cqe {
     notif: None,
 };
 
+#[inline]
 fn slot_in(slots: &mut Slab<Slot>, user_data: u64) -> Option<&mut Slot> {
     let index = (user_data & 0xffff_ffff) as usize;
     let generation = (user_data >> 32) as u32;
     slots.get_mut(index).filter(|s| s.generation == generation)
 }
 
+#[inline]
 fn register(slot: &mut Option<Waker>, waker: &Waker) {
     match slot {
         Some(w) if w.will_wake(waker) => {}

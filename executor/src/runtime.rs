@@ -41,13 +41,13 @@ impl Default for Builder {
 impl Builder {
     /// Defaults: 256 SQ entries, CQ 4x, `SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN |
     /// TASKRUN_FLAG | SUBMIT_ALL`, ring fd registered, one core per available CPU, threads
-    /// pinned, 64 task polls per tick.
+    /// pinned, 256 task polls per tick.
     pub fn new() -> Self {
         Builder {
             ring: RingConfig::default(),
             cores: thread::available_parallelism().map_or(1, |n| n.get()),
             pin: true,
-            tick_budget: 64,
+            tick_budget: 256,
             name: "ringleader-core".to_owned(),
         }
     }
