@@ -38,4 +38,5 @@ pub mod buf {
 }
 
 pub use ringleader_buf::BufResult;
+pub use ringleader_io::lease_ops;
 pub use ringleader_io::{fd, fs, net, pipe, time};

@@ -1,5 +1,9 @@
 //! `IoBuf` / `IoBufMut`: buffers whose bytes do not move when the value moves.
 
+use std::ops::RangeBounds;
+
+use crate::slice::Slice;
+
 /// The result of an op that owned a buffer: the buffer always comes back.
 pub type BufResult<T, B> = (std::io::Result<T>, B);
 
@@ -16,6 +20,25 @@ pub unsafe trait IoBuf: 'static {
     fn bytes_init(&self) -> usize;
     /// Total capacity.
     fn bytes_total(&self) -> usize;
+
+    /// `range` of this buffer (within `0..bytes_total()`), owning the buffer: ops on the
+    /// slice touch only that range, and [`Slice::into_inner`] gives the buffer back.
+    ///
+    /// ```
+    /// use ringleader_buf::IoBuf;
+    /// let s = b"hello world".to_vec().slice(6..);
+    /// assert_eq!(&s[..], b"world");
+    /// assert_eq!(s.into_inner().len(), 11);
+    /// ```
+    ///
+    /// # Panics
+    /// If the range is decreasing or ends beyond `bytes_total()`.
+    fn slice(self, range: impl RangeBounds<usize>) -> Slice<Self>
+    where
+        Self: Sized,
+    {
+        Slice::new(self, range)
+    }
 }
 
 /// A buffer the kernel may write into while an op owns it.
