@@ -5,10 +5,14 @@ mod common;
 
 use std::os::fd::AsRawFd;
 
-use common::{CountedBuf, counter, get, pipe, until, write_all};
+use common::{CountedBuf, counter, fd_count, get, pipe, until, write_all};
+
+/// The tests of this file count fds: run them one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn forgotten_read_leaks_its_buffer_and_slot_but_nothing_breaks() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let drops = counter();
     let (r, w) = pipe();
     let fd = r.as_raw_fd();
@@ -41,8 +45,10 @@ fn forgotten_read_leaks_its_buffer_and_slot_but_nothing_breaks() {
 
 #[test]
 fn runtime_with_a_forgotten_in_flight_op_still_shuts_down() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let drops = counter();
     let (r, _w) = pipe();
+    let fds_before = fd_count();
     let fd = r.as_raw_fd();
     ringleader::block_on(async {
         let op = ringleader::fd::read(fd, CountedBuf::new(64, &drops), u64::MAX);
@@ -53,4 +59,10 @@ fn runtime_with_a_forgotten_in_flight_op_still_shuts_down() {
     // block_on's runtime cancelled and reaped the op before freeing the ring; the buffer
     // itself was forgotten by the user, so it is never dropped.
     assert_eq!(get(&drops), 0);
+    // The forgotten op does not keep the ring alive: its fd is closed.
+    assert_eq!(
+        fd_count(),
+        fds_before,
+        "the ring was torn down despite the forgotten op"
+    );
 }

@@ -3,7 +3,7 @@
 //! Set by [`EnterGuard`] for the duration of a `block_on` (and of a core's shutdown); the guard
 //! holds an `Rc<Core>`, so the pointer is valid whenever it is non-null.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::ptr;
 use std::rc::Rc;
 
@@ -56,14 +56,37 @@ pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
     }
 }
 
-/// The current core's driver.
-///
-/// # Panics
-/// Outside a ringleader runtime.
-#[inline]
-pub(crate) fn current_driver() -> Rc<RefCell<Driver>> {
-    with_core(|c| Rc::clone(&c.driver)).expect(
-        "ringleader: an io operation was created outside a ringleader runtime \
-         (use ringleader::block_on or Runtime::spawn_on)",
-    )
+/// Names the driver an op was submitted to, without keeping it alive: an op reaches its
+/// driver only while that driver's core runs on this thread (a forgotten op leaks its own
+/// data, never the ring).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DriverRef {
+    id: u64,
+}
+
+impl DriverRef {
+    /// The current core's driver.
+    ///
+    /// # Panics
+    /// Outside a ringleader runtime.
+    #[inline]
+    pub(crate) fn current() -> DriverRef {
+        with_core(|c| DriverRef {
+            id: c.driver.borrow().id(),
+        })
+        .expect(
+            "ringleader: an io operation was created outside a ringleader runtime \
+             (use ringleader::block_on or Runtime::spawn_on)",
+        )
+    }
+
+    /// Run `f` on the driver if its core is the one running on this thread.
+    #[inline]
+    pub(crate) fn with<R>(self, f: impl FnOnce(&mut Driver) -> R) -> Option<R> {
+        with_core(|c| {
+            let mut d = c.driver.borrow_mut();
+            (d.id() == self.id).then(|| f(&mut d))
+        })
+        .flatten()
+    }
 }

@@ -24,7 +24,11 @@ use crate::sys;
 /// `IORING_ENTER_SQ_WAIT`.
 const ENTER_SQ_WAIT: u32 = 1 << 2;
 
+/// Source of driver identities (never reused within a process).
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 pub(crate) struct Driver {
+    id: u64,
     ring: IoUring,
     /// The fd `io_uring_enter` is called with: the registered index, or the raw fd.
     enter_fd: i32,
@@ -56,6 +60,7 @@ impl Driver {
             (raw, 0)
         };
         Ok(Driver {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             flags: info.applied,
             ring,
             enter_fd,
@@ -64,6 +69,11 @@ impl Driver {
             stats: Stats::default(),
             info,
         })
+    }
+
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     pub(crate) fn info(&self) -> &SetupInfo {

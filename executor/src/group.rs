@@ -12,19 +12,16 @@
 //! removes members never submitted, and cancels the leader and in-flight members, whose data
 //! is released only at their final CQEs (G8).
 
-use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use io_uring::squeue::Entry;
 
-use crate::context;
-use crate::driver::Driver;
-use crate::lifecycle::{Cqe, DropOutcome};
-use crate::op::{Completable, Orphan};
+use crate::context::DriverRef;
+use crate::lifecycle::Cqe;
+use crate::op::{Completable, cancel};
 
 /// How a member's SQE `len` follows the leader's result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +105,7 @@ pub struct GroupOutput<L, M> {
 /// A submitted group; resolves after the last member's last CQE.
 #[must_use = "futures do nothing unless you `.await` or poll them; dropping cancels the group"]
 pub struct GroupOp<L: Completable, M: Completable> {
-    driver: Rc<RefCell<Driver>>,
+    driver: DriverRef,
     leader_ud: u64,
     leader: Option<L>,
     leader_cqe: Option<Cqe>,
@@ -132,25 +129,29 @@ impl<L: Completable, M: Completable> GroupOp<L, M> {
         members: Vec<MemberSpec<M>>,
         zero_fill: Option<ZeroFill>,
     ) -> Self {
-        let driver = context::current_driver();
-        let mut d = driver.borrow_mut();
+        let driver = DriverRef::current();
         let mut member_uds = Vec::with_capacity(members.len());
         let mut datas = Vec::with_capacity(members.len());
-        for m in members {
-            member_uds.push(d.ops.insert_deferred(m.entry, m.len));
-            datas.push(Some(m.data));
-        }
-        let leader_ud = d.ops.insert(false);
-        d.ops.set_followers(
-            leader_ud,
-            Box::new(Followers {
-                members: member_uds.clone(),
-                zero_fill,
-            }),
-        );
-        // SAFETY: the caller's contract for the leader entry; its data is stored below.
-        unsafe { d.push(&leader.user_data(leader_ud)) };
-        drop(d);
+        let leader_ud = driver
+            .with(|d| {
+                for m in members {
+                    member_uds.push(d.ops.insert_deferred(m.entry, m.len));
+                    datas.push(Some(m.data));
+                }
+                let leader_ud = d.ops.insert(false);
+                d.ops.set_followers(
+                    leader_ud,
+                    Box::new(Followers {
+                        members: member_uds.clone(),
+                        zero_fill,
+                    }),
+                );
+                // SAFETY: the caller's contract for the leader entry; its data is stored in
+                // the group below.
+                unsafe { d.push(&leader.user_data(leader_ud)) };
+                leader_ud
+            })
+            .expect("current driver");
         let n = member_uds.len();
         GroupOp {
             driver,
@@ -171,21 +172,24 @@ impl<L: Completable, M: Completable> Future for GroupOp<L, M> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        {
-            let mut d = this.driver.borrow_mut();
-            if this.leader_cqe.is_none() {
-                if let Poll::Ready(c) = d.ops.poll(this.leader_ud, cx.waker()) {
-                    this.leader_cqe = Some(c);
-                }
-            }
-            for (ud, slot) in this.member_uds.iter().zip(this.member_cqes.iter_mut()) {
-                if slot.is_none() {
-                    if let Poll::Ready(c) = d.ops.poll(*ud, cx.waker()) {
-                        *slot = Some(c);
+        let (leader_ud, leader_cqe) = (this.leader_ud, &mut this.leader_cqe);
+        let (member_uds, member_cqes) = (&this.member_uds, &mut this.member_cqes);
+        this.driver
+            .with(|d| {
+                if leader_cqe.is_none() {
+                    if let Poll::Ready(c) = d.ops.poll(leader_ud, cx.waker()) {
+                        *leader_cqe = Some(c);
                     }
                 }
-            }
-        }
+                for (ud, slot) in member_uds.iter().zip(member_cqes.iter_mut()) {
+                    if slot.is_none() {
+                        if let Poll::Ready(c) = d.ops.poll(*ud, cx.waker()) {
+                            *slot = Some(c);
+                        }
+                    }
+                }
+            })
+            .expect("ringleader: group polled outside the runtime that submitted it");
         if this.leader_cqe.is_none() || this.member_cqes.iter().any(Option::is_none) {
             return Poll::Pending;
         }
@@ -207,7 +211,7 @@ impl<L: Completable, M: Completable> Drop for GroupOp<L, M> {
         // can be released any more.
         if let Some(l) = self.leader.take() {
             if self.leader_cqe.is_none() {
-                drop_member(&self.driver, self.leader_ud, Box::new(l));
+                cancel(self.driver, self.leader_ud, Box::new(l));
             } else {
                 drop(l);
             }
@@ -215,21 +219,12 @@ impl<L: Completable, M: Completable> Drop for GroupOp<L, M> {
         for (i, m) in self.members.iter_mut().enumerate() {
             if let Some(m) = m.take() {
                 if self.member_cqes[i].is_none() {
-                    drop_member(&self.driver, self.member_uds[i], Box::new(m));
+                    cancel(self.driver, self.member_uds[i], Box::new(m));
                 } else {
                     drop(m);
                 }
             }
         }
-    }
-}
-
-#[cold] // Dropping a group before it completes is the exception.
-fn drop_member(driver: &Rc<RefCell<Driver>>, ud: u64, data: Box<dyn Orphan>) {
-    let outcome = driver.borrow_mut().ops.orphan(ud, data);
-    match outcome {
-        DropOutcome::Release(data) => drop(data),
-        DropOutcome::Cancel => driver.borrow_mut().push_cancel(ud),
     }
 }
 

@@ -6,18 +6,15 @@
 //! dropped only after the final CQE: the kernel never sees freed memory. If the future is
 //! `mem::forget`-ed, `data` is leaked with it: still never freed while the kernel may use it.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
 use io_uring::squeue::Entry;
 
-use crate::context;
-use crate::driver::Driver;
+use crate::context::DriverRef;
 use crate::lifecycle::{Cqe, DropOutcome};
 
 /// Resources of an op whose future was dropped while the kernel still owned them.
@@ -39,7 +36,7 @@ pub trait Completable: Orphan + Sized {
 /// A submitted operation; a future resolving at its final CQE.
 #[must_use = "futures do nothing unless you `.await` or poll them; dropping cancels the op"]
 pub struct Op<T: Completable> {
-    driver: Rc<RefCell<Driver>>,
+    driver: DriverRef,
     user_data: u64,
     data: Option<T>,
 }
@@ -57,15 +54,16 @@ impl<T: Completable> Op<T> {
     /// data keeps leased), or into memory that outlives the runtime. `data` is kept alive
     /// until the final CQE even if the op future is dropped, and leaked if it is forgotten.
     pub unsafe fn submit(entry: Entry, data: T) -> Self {
-        let driver = context::current_driver();
-        let user_data = {
-            let mut d = driver.borrow_mut();
-            let user_data = d.ops.insert(false);
-            // SAFETY: the caller guarantees `entry`'s pointers stay valid until the final CQE;
-            // `data` is stored in this `Op` (or its slot) until then.
-            unsafe { d.push(&entry.user_data(user_data)) };
-            user_data
-        };
+        let driver = DriverRef::current();
+        let user_data = driver
+            .with(|d| {
+                let user_data = d.ops.insert(false);
+                // SAFETY: the caller guarantees `entry`'s pointers stay valid until the final
+                // CQE; `data` is stored in this `Op` (or its slot) until then.
+                unsafe { d.push(&entry.user_data(user_data)) };
+                user_data
+            })
+            .expect("current driver");
         Op {
             driver,
             user_data,
@@ -89,11 +87,12 @@ impl<T: Completable> Op<T> {
     /// });
     /// ```
     pub fn cancel(self) -> Self {
-        let mut d = self.driver.borrow_mut();
-        if d.ops.is_in_flight(self.user_data) {
-            d.push_cancel(self.user_data);
-        }
-        drop(d);
+        let ud = self.user_data;
+        self.driver.with(|d| {
+            if d.ops.is_in_flight(ud) {
+                d.push_cancel(ud);
+            }
+        });
         self
     }
 
@@ -110,10 +109,12 @@ impl<T: Completable> Future for Op<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
         let this = self.get_mut();
-        let cqe = {
-            let mut d = this.driver.borrow_mut();
-            std::task::ready!(d.ops.poll(this.user_data, cx.waker()))
-        };
+        let ud = this.user_data;
+        let cqe = std::task::ready!(
+            this.driver
+                .with(|d| d.ops.poll(ud, cx.waker()))
+                .expect("ringleader: op polled outside the runtime that submitted it")
+        );
         let data = this.data.take().expect("Op polled after completion");
         Poll::Ready(data.complete(cqe))
     }
@@ -122,7 +123,7 @@ impl<T: Completable> Future for Op<T> {
 impl<T: Completable> Drop for Op<T> {
     fn drop(&mut self) {
         if let Some(data) = self.data.take() {
-            cancel(&self.driver, self.user_data, Box::new(data));
+            cancel(self.driver, self.user_data, Box::new(data));
         }
     }
 }
@@ -141,22 +142,24 @@ impl<T: Completable> fmt::Debug for Op<T> {
 /// # Safety
 /// As for [`Op::submit`], for each entry.
 pub(crate) unsafe fn submit_all<T: Completable>(entries: Vec<(Entry, T)>) -> Vec<Op<T>> {
-    let driver = context::current_driver();
-    let mut d = driver.borrow_mut();
-    let mut sqes = Vec::with_capacity(entries.len());
+    let driver = DriverRef::current();
     let mut datas = Vec::with_capacity(entries.len());
-    for (entry, data) in entries {
-        let user_data = d.ops.insert(false);
-        sqes.push(entry.user_data(user_data));
-        datas.push((user_data, data));
-    }
-    // SAFETY: forwarded from the caller's contract.
-    unsafe { d.push_all(&sqes) };
-    drop(d);
+    driver
+        .with(|d| {
+            let mut sqes = Vec::with_capacity(entries.len());
+            for (entry, data) in entries {
+                let user_data = d.ops.insert(false);
+                sqes.push(entry.user_data(user_data));
+                datas.push((user_data, data));
+            }
+            // SAFETY: forwarded from the caller's contract.
+            unsafe { d.push_all(&sqes) };
+        })
+        .expect("current driver");
     datas
         .into_iter()
         .map(|(user_data, data)| Op {
-            driver: Rc::clone(&driver),
+            driver,
             user_data,
             data: Some(data),
         })
@@ -165,12 +168,24 @@ pub(crate) unsafe fn submit_all<T: Completable>(entries: Vec<(Entry, T)>) -> Vec
 
 /// Park `data` in the slot and cancel the op, or release it if the op already completed.
 #[cold] // Dropping an op before it completes is the exception (timeouts, aborts, shutdown).
-fn cancel(driver: &Rc<RefCell<Driver>>, user_data: u64, data: Box<dyn Orphan>) {
-    let outcome = driver.borrow_mut().ops.orphan(user_data, data);
+pub(crate) fn cancel(driver: DriverRef, user_data: u64, data: Box<dyn Orphan>) {
+    let mut data = Some(data);
+    let outcome = driver.with(|d| {
+        let data = data.take().expect("taken once");
+        let outcome = d.ops.orphan(user_data, data);
+        if matches!(outcome, DropOutcome::Cancel) {
+            d.push_cancel(user_data);
+        }
+        outcome
+    });
     match outcome {
         // Dropped outside the borrow: a resource's drop may call into the runtime.
-        DropOutcome::Release(data) => drop(data),
-        DropOutcome::Cancel => driver.borrow_mut().push_cancel(user_data),
+        Some(DropOutcome::Release(data)) => drop(data),
+        Some(DropOutcome::Cancel) => {}
+        // The op's runtime is not running on this thread (the op outlived `block_on`): we
+        // cannot tell whether the kernel is done with the data, so it is leaked, never freed.
+        // That runtime's shutdown cancels and reaps the op itself.
+        None => std::mem::forget(data),
     }
 }
 
@@ -186,7 +201,7 @@ pub trait MultiCompletable: Orphan + Sized {
 /// without `IORING_CQE_F_MORE`.
 #[must_use = "streams do nothing unless polled; dropping cancels the op"]
 pub struct MultiOp<T: MultiCompletable> {
-    driver: Rc<RefCell<Driver>>,
+    driver: DriverRef,
     user_data: u64,
     data: Option<T>,
     finished: bool,
@@ -201,14 +216,15 @@ impl<T: MultiCompletable> MultiOp<T> {
     /// # Safety
     /// As for [`Op::submit`], for every CQE the op may post.
     pub unsafe fn submit(entry: Entry, data: T) -> Self {
-        let driver = context::current_driver();
-        let user_data = {
-            let mut d = driver.borrow_mut();
-            let user_data = d.ops.insert(true);
-            // SAFETY: forwarded from the caller's contract, as in `Op::submit`.
-            unsafe { d.push(&entry.user_data(user_data)) };
-            user_data
-        };
+        let driver = DriverRef::current();
+        let user_data = driver
+            .with(|d| {
+                let user_data = d.ops.insert(true);
+                // SAFETY: forwarded from the caller's contract, as in `Op::submit`.
+                unsafe { d.push(&entry.user_data(user_data)) };
+                user_data
+            })
+            .expect("current driver");
         MultiOp {
             driver,
             user_data,
@@ -233,10 +249,12 @@ impl<T: MultiCompletable> Stream for MultiOp<T> {
         if this.finished {
             return Poll::Ready(None);
         }
-        let next = {
-            let mut d = this.driver.borrow_mut();
-            std::task::ready!(d.ops.poll_next(this.user_data, cx.waker()))
-        };
+        let ud = this.user_data;
+        let next = std::task::ready!(
+            this.driver
+                .with(|d| d.ops.poll_next(ud, cx.waker()))
+                .expect("ringleader: stream polled outside the runtime that submitted it")
+        );
         match next {
             Some(cqe) => {
                 let data = this.data.as_mut().expect("MultiOp data taken");
@@ -256,7 +274,7 @@ impl<T: MultiCompletable> Drop for MultiOp<T> {
             if self.finished {
                 drop(data);
             } else {
-                cancel(&self.driver, self.user_data, Box::new(data));
+                cancel(self.driver, self.user_data, Box::new(data));
             }
         }
     }
