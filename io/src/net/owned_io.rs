@@ -1,0 +1,69 @@
+//! [`OwnedIo`]: reads and writes with owned buffers on a connected stream socket.
+//!
+//! Why a trait and not inherent methods: `TcpStream` and `UnixStream` also implement the
+//! futures-io traits, whose extension traits (`AsyncReadExt`, `AsyncWriteExt`) have methods
+//! of the same names (`read`, `write`, `read_exact`, `write_all`) taking borrowed slices.
+//! Inherent methods would shadow them on every concrete stream, so code written against
+//! `futures` would stop compiling. As a trait, the owned-buffer forms are there when
+//! `OwnedIo` is imported, and the futures forms when the `futures` traits are; a module that
+//! imports both gets the owned forms for `stream.read(..)` (they take `&self`, found first).
+
+use std::future::Future;
+use std::rc::Rc;
+
+use ringleader_buf::{BufResult, IoBuf, IoBufMut};
+use ringleader_executor::Op;
+
+use super::ops::{self, Recv, Send};
+use super::socket::Socket;
+
+pub(crate) mod sealed {
+    /// Gives the trait's default methods the socket; not implementable outside this crate.
+    pub trait HasSocket {
+        fn socket(&self) -> &std::rc::Rc<super::Socket>;
+    }
+}
+
+/// Owned-buffer I/O on a connected stream ([`TcpStream`](super::TcpStream),
+/// [`UnixStream`](super::UnixStream)).
+///
+/// Each op owns its buffer until its final CQE and gives it back with the result; dropping
+/// the future cancels the op and frees the buffer only after the kernel is done with it.
+///
+/// ```
+/// use ringleader_io::net::{OwnedIo, UnixStream};
+///
+/// ringleader_executor::block_on(async {
+///     let (a, b) = UnixStream::pair().unwrap();
+///     let (res, _) = a.write_all(b"owned".to_vec()).await;
+///     res.unwrap();
+///     let (res, buf) = b.read_exact(vec![0u8; 5]).await;
+///     res.unwrap();
+///     assert_eq!(buf, b"owned");
+/// });
+/// ```
+pub trait OwnedIo: sealed::HasSocket {
+    /// Receive up to `buf.bytes_total()` bytes into the start of `buf`
+    /// (`IORING_OP_RECV`, Linux 5.6). `Ok(0)`: the peer closed its write side.
+    fn read<B: IoBufMut>(&self, buf: B) -> Op<Recv<B>> {
+        ops::recv(self.socket(), buf, 0, 0)
+    }
+
+    /// Send `buf`'s initialised bytes (`IORING_OP_SEND`, Linux 5.6); may send fewer. Never
+    /// raises `SIGPIPE`: writing to a closed peer gives `EPIPE`.
+    fn write<B: IoBuf>(&self, buf: B) -> Op<Send<B>> {
+        ops::send(self.socket(), buf, 0, 0)
+    }
+
+    /// Fill `buf` to `buf.bytes_total()` bytes, resuming after short receives;
+    /// `UnexpectedEof` if the peer closes first (`IORING_OP_RECV` with `MSG_WAITALL`, 5.6).
+    fn read_exact<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<(), B>> + 'static {
+        ops::read_exact(Rc::clone(self.socket()), buf)
+    }
+
+    /// Send all of `buf`'s initialised bytes, resuming after short sends
+    /// (`IORING_OP_SEND` with `MSG_WAITALL`, Linux 5.6).
+    fn write_all<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<(), B>> + 'static {
+        ops::write_all(Rc::clone(self.socket()), buf)
+    }
+}
