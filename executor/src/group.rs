@@ -75,10 +75,36 @@ impl ZeroFill {
     }
 }
 
+/// Rewrites member `index`'s SQE from the leader's CQE before it is pushed: for leaders whose
+/// output location is only known at completion (a buffer-select recv: the kernel chose the
+/// buffer, named in the CQE flags). Runs inside the driver: it must not call into the runtime.
+///
+/// The SQE it produces is under the same contract as [`GroupOp::submit`]'s entries.
+pub type MemberPrep = Box<dyn Fn(&Cqe, usize, &mut Entry)>;
+
+/// Options of a group beyond its ops.
+#[derive(Default)]
+pub struct GroupOptions {
+    /// Zero the leased tail a short leader left unwritten (G6 zero-fill mode).
+    pub zero_fill: Option<ZeroFill>,
+    /// Rewrite each member's SQE from the leader's CQE (see [`MemberPrep`]).
+    pub prep: Option<MemberPrep>,
+}
+
+impl fmt::Debug for GroupOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupOptions")
+            .field("zero_fill", &self.zero_fill)
+            .field("prep", &self.prep.is_some())
+            .finish()
+    }
+}
+
 /// What a leader's slot keeps about its members.
 pub(crate) struct Followers {
     pub(crate) members: Vec<u64>,
     pub(crate) zero_fill: Option<ZeroFill>,
+    pub(crate) prep: Option<MemberPrep>,
 }
 
 /// One member: its SQE (pointers valid per [`crate::Op::submit`]'s contract), its length
@@ -129,6 +155,29 @@ impl<L: Completable, M: Completable> GroupOp<L, M> {
         members: Vec<MemberSpec<M>>,
         zero_fill: Option<ZeroFill>,
     ) -> Self {
+        let options = GroupOptions {
+            zero_fill,
+            prep: None,
+        };
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::submit_with(leader, leader_data, members, options) }
+    }
+
+    /// [`GroupOp::submit`] with [`GroupOptions`].
+    ///
+    /// # Panics
+    /// Outside a ringleader runtime.
+    ///
+    /// # Safety
+    /// As for [`GroupOp::submit`]; in addition, every entry `options.prep` produces must obey
+    /// the same contract.
+    pub unsafe fn submit_with(
+        leader: Entry,
+        leader_data: L,
+        members: Vec<MemberSpec<M>>,
+        options: GroupOptions,
+    ) -> Self {
+        let GroupOptions { zero_fill, prep } = options;
         let driver = DriverRef::current();
         let mut member_uds = Vec::with_capacity(members.len());
         let mut datas = Vec::with_capacity(members.len());
@@ -144,6 +193,7 @@ impl<L: Completable, M: Completable> GroupOp<L, M> {
                     Box::new(Followers {
                         members: member_uds.clone(),
                         zero_fill,
+                        prep,
                     }),
                 );
                 // SAFETY: the caller's contract for the leader entry; its data is stored in

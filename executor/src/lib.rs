@@ -54,7 +54,7 @@ mod stats;
 mod sys;
 mod task;
 
-pub use group::{GroupOp, GroupOutput, MemberLen, MemberSpec, ZeroFill};
+pub use group::{GroupOp, GroupOptions, GroupOutput, MemberLen, MemberPrep, MemberSpec, ZeroFill};
 pub use lifecycle::Cqe;
 pub use op::{Completable, MultiCompletable, MultiOp, Op, Orphan};
 pub use ops::{Nop, nop, nop_with_result};

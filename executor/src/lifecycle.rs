@@ -189,11 +189,12 @@ impl OpTable {
     }
 
     /// The leader succeeded with `result`: queue its members' SQEs, all together.
-    fn release_members(&mut self, f: &Followers, result: i32) {
+    fn release_members(&mut self, f: &Followers, leader: &Cqe) {
+        let result = leader.result;
         if let Some(zf) = &f.zero_fill {
             zf.apply(result);
         }
-        for &ud in &f.members {
+        for (index, &ud) in f.members.iter().enumerate() {
             let Some(slot) = slot_in(&mut self.slots, ud) else {
                 continue; // The member future was dropped: never submitted.
             };
@@ -205,6 +206,9 @@ impl OpTable {
             let mut entry = *entry;
             if let Some(n) = len.resolve(result) {
                 sys::sqe_set_len(&mut entry, n);
+            }
+            if let Some(prep) = &f.prep {
+                prep(leader, index, &mut entry);
             }
             self.to_push.push(entry.user_data(ud));
             slot.state = Lifecycle::Submitted {
@@ -289,7 +293,7 @@ impl OpTable {
                 self.in_flight -= 1;
                 if let Some(f) = followers {
                     if done.result >= 0 {
-                        self.release_members(&f, done.result);
+                        self.release_members(&f, &done);
                     } else {
                         self.cancel_members(&f);
                     }
