@@ -80,6 +80,22 @@ impl DriverRef {
         )
     }
 
+    /// Run `f` on the current core's driver, and name that driver.
+    ///
+    /// # Panics
+    /// Outside a ringleader runtime.
+    #[inline]
+    pub(crate) fn current_with<R>(f: impl FnOnce(&mut Driver) -> R) -> (DriverRef, R) {
+        with_core(|c| {
+            let mut d = c.driver.borrow_mut();
+            (DriverRef { id: d.id() }, f(&mut d))
+        })
+        .expect(
+            "ringleader: an io operation was created outside a ringleader runtime \
+             (use ringleader::block_on or Runtime::spawn_on)",
+        )
+    }
+
     /// Run `f` on the driver if its core is the one running on this thread.
     #[inline]
     pub(crate) fn with<R>(self, f: impl FnOnce(&mut Driver) -> R) -> Option<R> {

@@ -96,11 +96,14 @@ impl Driver {
         s
     }
 
-    fn sq_flags(&mut self) -> u32 {
+    /// The SQ flags the loop acts on, and the number of SQEs queued.
+    fn sq_state(&mut self) -> (u32, u32) {
         // The SQ flags word is shared with the kernel; the crate exposes it bit by bit.
+        let sqpoll = self.flags.contains(SetupFlags::SQPOLL);
         let sq = self.ring.submission();
         let mut f = 0;
-        if sq.need_wakeup() {
+        // `need_wakeup` costs a full fence: only SQPOLL rings need it.
+        if sqpoll && sq.need_wakeup() {
             f |= sys::SQ_NEED_WAKEUP;
         }
         if sq.cq_overflow() {
@@ -109,7 +112,7 @@ impl Driver {
         if sq.taskrun() {
             f |= sys::SQ_TASKRUN;
         }
-        f
+        (f, sq.len() as u32)
     }
 
     /// Push one SQE, flushing the SQ first if it is full.
@@ -208,8 +211,7 @@ impl Driver {
     /// Transient enter errors (EINTR, EAGAIN, EBUSY) are absorbed: the caller's loop comes
     /// back. Any other error means the ring itself is unusable.
     pub(crate) fn submit_and_wait(&mut self, wait: bool) -> io::Result<()> {
-        let sq_flags = self.sq_flags();
-        let to_submit = self.ring.submission().len() as u32;
+        let (sq_flags, to_submit) = self.sq_state();
         let mut flags = 0;
         let mut min = 0;
         if sq_flags & sys::SQ_CQ_OVERFLOW != 0 {

@@ -54,16 +54,13 @@ impl<T: Completable> Op<T> {
     /// data keeps leased), or into memory that outlives the runtime. `data` is kept alive
     /// until the final CQE even if the op future is dropped, and leaked if it is forgotten.
     pub unsafe fn submit(entry: Entry, data: T) -> Self {
-        let driver = DriverRef::current();
-        let user_data = driver
-            .with(|d| {
-                let user_data = d.ops.insert(false);
-                // SAFETY: the caller guarantees `entry`'s pointers stay valid until the final
-                // CQE; `data` is stored in this `Op` (or its slot) until then.
-                unsafe { d.push(&entry.user_data(user_data)) };
-                user_data
-            })
-            .expect("current driver");
+        let (driver, user_data) = DriverRef::current_with(|d| {
+            let user_data = d.ops.insert(false);
+            // SAFETY: the caller guarantees `entry`'s pointers stay valid until the final
+            // CQE; `data` is stored in this `Op` (or its slot) until then.
+            unsafe { d.push(&entry.user_data(user_data)) };
+            user_data
+        });
         Op {
             driver,
             user_data,
