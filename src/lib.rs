@@ -26,10 +26,11 @@
 //! ```
 
 pub use ringleader_executor::{
-    Builder, Completable, Cqe, GroupOp, GroupOutput, JoinError, JoinHandle, LocalRuntime,
-    MemberLen, MemberSpec, MultiCompletable, MultiOp, Op, Orphan, Runtime, SetupFlags, SetupInfo,
-    Stats, YieldNow, ZeroFill, block_on, core_count, current_core, nop, nop_with_result,
-    setup_info, spawn, spawn_on, stats, yield_now,
+    BlockingHandle, Builder, Completable, Cqe, GroupOp, GroupOptions, GroupOutput, JoinError,
+    JoinHandle, LocalRuntime, MemberLen, MemberPrep, MemberSpec, MultiCompletable, MultiOp, Op,
+    Orphan, Runtime, SetupFlags, SetupInfo, Stats, YieldNow, ZeroFill, block_on, core_count,
+    current_core, nop, nop_with_result, setup_info, spawn, spawn_blocking, spawn_on, stats,
+    yield_now,
 };
 
 /// Buffers: owned buffers, and (growing) registered pools and leases.

@@ -40,6 +40,7 @@
 //! Minimum kernel: 6.1 for the default flags (older kernels fall back, see [`SetupInfo`]);
 //! 6.13 for cross-thread wake-ups from threads that run no core.
 
+mod blocking;
 mod context;
 mod core;
 mod driver;
@@ -54,6 +55,7 @@ mod stats;
 mod sys;
 mod task;
 
+pub use blocking::{BlockingHandle, spawn_blocking};
 pub use group::{GroupOp, GroupOptions, GroupOutput, MemberLen, MemberPrep, MemberSpec, ZeroFill};
 pub use lifecycle::Cqe;
 pub use op::{Completable, MultiCompletable, MultiOp, Op, Orphan};
