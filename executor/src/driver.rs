@@ -327,6 +327,20 @@ impl Driver {
         self.ops.batch_ends = ends;
     }
 
+    /// Block until the op `user_data` (already cancelled) has seen its final CQE. Other CQEs
+    /// reaped meanwhile are recorded as usual; their tasks are woken by the event loop.
+    pub(crate) fn settle(&mut self, user_data: u64) {
+        while self.ops.is_in_flight(user_data) {
+            let (_, to_submit) = self.sq_state();
+            match self.enter(to_submit, 1, sys::ENTER_GETEVENTS) {
+                Ok(_) => {}
+                Err(e) if transient(&e) => {}
+                Err(e) => panic!("ringleader: io_uring_enter failed while settling an op: {e}"),
+            }
+            self.reap();
+        }
+    }
+
     /// Cancel everything still in flight and reap until nothing is, waiting at most `limit`.
     /// Returns the number of ops that did not finish (their resources are leaked).
     pub(crate) fn drain(&mut self, limit: Duration) -> usize {

@@ -21,7 +21,7 @@ use io_uring::squeue::Entry;
 
 use crate::context::DriverRef;
 use crate::lifecycle::Cqe;
-use crate::op::{Completable, cancel};
+use crate::op::{Completable, cancel, settle};
 
 /// How a member's SQE `len` follows the leader's result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,9 +138,22 @@ pub struct GroupOp<L: Completable, M: Completable> {
     member_uds: Vec<u64>,
     members: Vec<Option<M>>,
     member_cqes: Vec<Option<Cqe>>,
+    /// Which ops a drop waits for: the leader, then one flag per member.
+    settle_leader: bool,
+    settle_members: Vec<bool>,
 }
 
 impl<L: Completable, M: Completable> GroupOp<L, M> {
+    /// Make dropping the group wait until the kernel is done with the leader (if `leader`)
+    /// and with each member whose flag in `members` is set (see
+    /// [`crate::Op::settle_on_drop`]): for the ops that write into a borrowed lease. Ops not
+    /// selected are cancelled without waiting (a SEND_ZC notification may take long).
+    pub fn settle_on_drop(mut self, leader: bool, members: Vec<bool>) -> Self {
+        self.settle_leader = leader;
+        self.settle_members = members;
+        self
+    }
+
     /// Push the leader; park the members until its CQE.
     ///
     /// # Panics
@@ -211,6 +224,8 @@ impl<L: Completable, M: Completable> GroupOp<L, M> {
             member_uds,
             members: datas,
             member_cqes: vec![None; n],
+            settle_leader: false,
+            settle_members: Vec::new(),
         }
     }
 }
@@ -259,9 +274,13 @@ impl<L: Completable, M: Completable> Drop for GroupOp<L, M> {
     fn drop(&mut self) {
         // The leader first: once it is orphaned, its followers are discarded and no member
         // can be released any more.
+        let mut wait_for = Vec::new();
         if let Some(l) = self.leader.take() {
             if self.leader_cqe.is_none() {
                 cancel(self.driver, self.leader_ud, Box::new(l));
+                if self.settle_leader {
+                    wait_for.push(self.leader_ud);
+                }
             } else {
                 drop(l);
             }
@@ -270,10 +289,16 @@ impl<L: Completable, M: Completable> Drop for GroupOp<L, M> {
             if let Some(m) = m.take() {
                 if self.member_cqes[i].is_none() {
                     cancel(self.driver, self.member_uds[i], Box::new(m));
+                    if self.settle_members.get(i).copied().unwrap_or(false) {
+                        wait_for.push(self.member_uds[i]);
+                    }
                 } else {
                     drop(m);
                 }
             }
+        }
+        for ud in wait_for {
+            settle(self.driver, ud);
         }
     }
 }

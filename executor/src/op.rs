@@ -39,6 +39,7 @@ pub struct Op<T: Completable> {
     driver: DriverRef,
     user_data: u64,
     data: Option<T>,
+    settle: bool,
 }
 
 impl<T: Completable> Op<T> {
@@ -65,7 +66,21 @@ impl<T: Completable> Op<T> {
             driver,
             user_data,
             data: Some(data),
+            settle: false,
         }
+    }
+
+    /// Make dropping this op *wait* until the kernel is done with it: the drop cancels the
+    /// op and drives the ring until its final CQE, instead of returning at once.
+    ///
+    /// For ops that write into memory the caller only lends them (a read into a borrowed
+    /// lease): when the op future's borrow ends, the kernel has stopped writing, so the lender
+    /// never sees bytes change under a shared reference. The wait is short for cancellable
+    /// ops (sockets, pipes, poll-driven reads) and bounded by the device for a file read that
+    /// has already started. Only blocks if the op is still in flight when dropped.
+    pub fn settle_on_drop(mut self) -> Self {
+        self.settle = true;
+        self
     }
 
     /// Ask the kernel to cancel the op, keeping the future: awaiting it then gives the op's
@@ -121,6 +136,30 @@ impl<T: Completable> Drop for Op<T> {
     fn drop(&mut self) {
         if let Some(data) = self.data.take() {
             cancel(self.driver, self.user_data, Box::new(data));
+            if self.settle {
+                settle(self.driver, self.user_data);
+            }
+        }
+    }
+}
+
+/// Drive the ring until `user_data` has seen its final CQE (its cancel was pushed).
+#[cold] // Only for dropped in-flight ops that write into lent memory.
+pub(crate) fn settle(driver: DriverRef, user_data: u64) {
+    let reaped = driver.with(|d| {
+        d.settle(user_data);
+        (
+            std::mem::take(&mut d.ops.graveyard),
+            std::mem::take(&mut d.ops.woken),
+        )
+    });
+    // Outside the driver borrow: release what the settled ops (and any other op reaped
+    // meanwhile) held, so the resources are free when the drop returns, and wake the tasks
+    // whose ops completed.
+    if let Some((graveyard, woken)) = reaped {
+        drop(graveyard);
+        for w in woken {
+            w.wake();
         }
     }
 }
@@ -159,6 +198,7 @@ pub(crate) unsafe fn submit_all<T: Completable>(entries: Vec<(Entry, T)>) -> Vec
             driver,
             user_data,
             data: Some(data),
+            settle: false,
         })
         .collect()
 }

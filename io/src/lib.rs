@@ -6,6 +6,7 @@
 
 pub mod fd;
 pub mod fs;
+pub mod group;
 pub mod lease_ops;
 pub mod net;
 pub mod pipe;

@@ -9,6 +9,8 @@ use std::rc::Rc;
 use ringleader_buf::{BufResult, IoBuf, IoBufMut};
 use ringleader_executor::Op;
 
+use crate::group::{self, LeaseIo, LeaseSlice, LeaseSliceMut};
+
 use super::compat::Stream;
 use super::metadata::{Statx, statx_fd};
 use super::ops::{self, FdOp, ReadAt, ReadvAt, WriteAt, WritevAt};
@@ -100,6 +102,21 @@ impl File {
     /// most `IOV_MAX` (1024) buffers; the count may be short.
     pub fn writev_at<B: IoBuf>(&self, bufs: Vec<B>, pos: u64) -> Op<WritevAt<B>> {
         ops::writev_at(&self.fd, bufs, pos)
+    }
+
+    /// Read at `pos` into a lease (or a [`LeaseSliceMut`] view of one):
+    /// `IORING_OP_READ_FIXED` from a registered lease, else `IORING_OP_READ` (Linux 5.6).
+    /// The future borrows the lease exclusively; given a whole `&mut Lease`, it sets the
+    /// lease's `len` to the bytes read. See [`group`](crate::group) for the lease rules.
+    pub fn read_fixed_at<'a>(&self, dst: impl Into<LeaseSliceMut<'a>>, pos: u64) -> LeaseIo<'a> {
+        group::read_fixed_at(self, dst, pos)
+    }
+
+    /// Write a lease's data (or a [`LeaseSlice`] view of it) at `pos`:
+    /// `IORING_OP_WRITE_FIXED` from a registered lease, else `IORING_OP_WRITE`. The future
+    /// borrows the lease shared, so several writers may run on it at once.
+    pub fn write_fixed_at<'a>(&self, src: impl Into<LeaseSlice<'a>>, pos: u64) -> LeaseIo<'a> {
+        group::write_fixed_at(self, src, pos)
     }
 
     /// Fill all of `buf` (`bytes_total()` bytes) from offset `pos`, looping over short reads
@@ -230,6 +247,11 @@ impl File {
         Rc::try_unwrap(fd)
             .map(std::fs::File::from)
             .map_err(File::from_shared)
+    }
+
+    /// The shared fd, for ops that keep it open until their final CQE (groups).
+    pub(crate) fn shared_fd(&self) -> SharedFd {
+        Rc::clone(&self.fd)
     }
 
     fn from_shared(fd: SharedFd) -> File {

@@ -65,6 +65,7 @@ mod unix;
 
 /// Ops' resource types, as they appear in `Op<...>` return types.
 pub mod ops;
+pub mod recv_multi;
 
 pub use std::net::Shutdown;
 

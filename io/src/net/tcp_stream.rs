@@ -12,6 +12,8 @@ use futures::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use ringleader_buf::IoBuf;
 use ringleader_executor::Op;
 
+use crate::group::{self, LeaseIo, LeaseSlice, LeaseSliceMut};
+
 use super::addr::SockAddr;
 use super::compat::IoState;
 use super::ops::{self, SendZc, ShutdownOp};
@@ -101,6 +103,25 @@ impl TcpStream {
     /// referenced any more. On loopback the kernel copies anyway; it is still correct.
     pub fn send_zc<B: IoBuf>(&self, buf: B) -> Op<SendZc<B>> {
         ops::send_zc(&self.sock, buf)
+    }
+
+    /// Send a lease's data (or a [`LeaseSlice`] view) (`IORING_OP_SEND`, Linux 5.6); may
+    /// send fewer bytes. The future borrows the lease shared.
+    pub fn send_lease<'a>(&self, src: impl Into<LeaseSlice<'a>>) -> LeaseIo<'a> {
+        group::send(self, src)
+    }
+
+    /// Zero-copy send of a lease's data (`IORING_OP_SEND_ZC`, Linux 6.0, with
+    /// `IORING_RECVSEND_FIXED_BUF` from a registered lease). Resolves at the kernel's
+    /// notification; the lease slot is held until then even if the future is dropped.
+    pub fn send_zc_lease<'a>(&self, src: impl Into<LeaseSlice<'a>>) -> LeaseIo<'a> {
+        group::send_zc(self, src)
+    }
+
+    /// Receive into a lease (or a [`LeaseSliceMut`] view) (`IORING_OP_RECV`, Linux 5.6);
+    /// given a whole `&mut Lease`, sets its `len` to the bytes received.
+    pub fn recv_lease<'a>(&self, dst: impl Into<LeaseSliceMut<'a>>) -> LeaseIo<'a> {
+        group::recv(self, dst)
     }
 
     /// Shut down the read, write or both halves (`IORING_OP_SHUTDOWN`, Linux 5.11).

@@ -1,0 +1,132 @@
+//! Groups: a leader op fills a lease, member ops borrow it zero-copy (DESIGN §4, G1–G10).
+//!
+//! # Model
+//!
+//! A **lease** is kernel-visible memory held by one owner: a [`FixedPool`] slot
+//! ([`Lease`], registered, so members can use `READ_FIXED`/`WRITE_FIXED`/`SEND_ZC` with a
+//! fixed buffer), a [`BufRing`] buffer the kernel picks for a recv, or a [`PipeLease`] whose
+//! data stays in kernel pages. A **group** is one *leader* op that fills the lease and N
+//! *member* ops that use it once the leader has succeeded:
+//!
+//! ```text
+//!   leader (READ_FIXED / RECV / SPLICE / NOP)
+//!      │ CQE reaped: members pushed by the driver, all in one batch, lengths from the result
+//!      ├── member WRITE_FIXED  ─┐
+//!      ├── member SEND_ZC      ─┼─ run concurrently; the group resolves after the last CQE
+//!      └── member TEE / READ.. ─┘  (SEND_ZC: its notification), with every op's result
+//! ```
+//!
+//! Two forms, the same guarantees:
+//!
+//! - **plain**: single ops on borrowed views of a lease ([`read_fixed_at`],
+//!   [`write_fixed_at`], [`send`], [`send_zc`], [`recv`]; also
+//!   [`File::read_fixed_at`](crate::fs::File::read_fixed_at) and friends), composed with
+//!   `join!`. Views come from [`LeaseExt`]: shared [`LeaseSlice`]s for ops that read the
+//!   lease, disjoint [`LeaseSliceMut`]s (split like `split_at_mut`) for ops that write into it;
+//! - **groups** with the kernel proposal's semantics: [`Group`] on a `&mut Lease`,
+//!   [`RecvGroup`] on a buffer ring, [`PipeGroup`] on a `&mut PipeLease`, and [`Chain`] to
+//!   run groups in sequence until one fails.
+//!
+//! ```
+//! use ringleader_buf::FixedPool;
+//! use ringleader_io::fs::File;
+//! use ringleader_io::group::{Group, Leader, Member};
+//!
+//! ringleader_executor::block_on(async {
+//!     let dir = std::env::temp_dir();
+//!     let id = std::process::id();
+//!     std::fs::write(dir.join(format!("rl-grp-src-{id}")), b"one block of data")?;
+//!     let src = File::open(dir.join(format!("rl-grp-src-{id}"))).await?;
+//!     let a = File::create(dir.join(format!("rl-grp-a-{id}"))).await?;
+//!     let b = File::create(dir.join(format!("rl-grp-b-{id}"))).await?;
+//!
+//!     let pool = FixedPool::new(1 << 16, 4)?;
+//!     let mut lease = pool.lease(1 << 16).await?;
+//!     let out = Group::new(&mut lease)
+//!         .leader(Leader::read_fixed(&src, 0))  // READ_FIXED: 17 bytes (short: EOF)
+//!         .member(Member::write_fixed(&a, 0))  // each member writes exactly those 17
+//!         .member(Member::write_fixed(&b, 0))
+//!         .await
+//!         .check()?;
+//!     assert_eq!(out.leader?, 17);
+//!     assert_eq!(std::fs::read(dir.join(format!("rl-grp-b-{id}")))?, b"one block of data");
+//!     for f in ["src", "a", "b"] {
+//!         std::fs::remove_file(dir.join(format!("rl-grp-{f}-{id}")))?;
+//!     }
+//!     Ok::<_, std::io::Error>(())
+//! }).unwrap();
+//! ```
+//!
+//! # The contract (DESIGN §4) and where it is kept
+//!
+//! - **G1** the executor's `GroupOp`: members wait outside the SQ and the driver pushes them
+//!   all together when it reaps the leader's CQE, in the same tick, without a task poll;
+//! - **G2** members are independent SQEs: no order among them;
+//! - **G3** a group future resolves after every op's final CQE, `SEND_ZC` notifications
+//!   included, and reports every result together ([`GroupOutput`]);
+//! - **G4** a failed leader completes every member with `ECANCELED`, unsubmitted;
+//! - **G5** a failed member fails only itself; [`GroupOutput::failed`], and [`Chain`] /
+//!   [`GroupOutput::check`] stop a sequence at a failed group;
+//! - **G6** members that read the leader's output get exactly the bytes it produced, or, in
+//!   [`Group::zero_fill`] mode, the full length with the tail zeroed;
+//! - **G7** overlap and range rules: views (`split_at_mut`) at compile time; group members
+//!   at build time (`layout.rs`), as an `InvalidInput` (`EINVAL`) error, nothing submitted;
+//! - **G8** every op keeps a `LeaseRef` (or the buffer ring's `Pick`) and its fd in its op
+//!   data until its final CQE, which the executor keeps even if the future is dropped (and
+//!   leaks if it is forgotten): a slot is never reused under the kernel;
+//! - **G9** a group holds `&mut` on its lease, and a plain op future a `&` (readers) or a
+//!   `&mut` view (writers), for their whole life;
+//! - **G10** [`Group::linked`]: one `IOSQE_IO_LINK` chain; chains broken by short results
+//!   are finished by the runtime (`linked.rs`).
+//!
+//! # Invariants
+//!
+//! - An SQE built here points only into a lease slot (or chosen ring buffer) and names only
+//!   fds that its op's data keeps alive until its final CQE (`hold.rs`).
+//! - A group submits nothing before its first poll; dropping it un-polled does no I/O.
+//! - Dropping a group (or a plain op) whose op *writes into* the lease ends the borrow while
+//!   the kernel may still be writing, until the cancellation completes: the slot is safe
+//!   from reuse, but reading the lease right then may observe those writes. Await the group,
+//!   or drop the lease, which is always safe.
+//!
+//! Minimum kernel: 5.19 (buffer rings; fixed buffers and splice/tee are older); 6.0 for
+//! `SEND_ZC`. Design notes: `docs/groups.md`.
+//!
+//! [`FixedPool`]: ringleader_buf::FixedPool
+//! [`BufRing`]: ringleader_buf::BufRing
+//! [`PipeLease`]: ringleader_buf::PipeLease
+//! [`Lease`]: ringleader_buf::Lease
+
+mod chain;
+mod fd;
+#[expect(
+    clippy::module_inception,
+    reason = "`group/group.rs` holds the `Group` type, as `pipe.rs` holds `PipeGroup`"
+)]
+mod group;
+mod hold;
+mod layout;
+mod linked;
+mod output;
+mod pipe;
+mod plain;
+mod ring;
+mod spec;
+mod sqe;
+mod vectored;
+mod view;
+
+/// `docs/groups.md`, whose example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/groups.md")]
+pub struct GroupsGuide;
+
+pub use chain::Chain;
+pub use fd::{FdHold, IoFd};
+pub use group::{Group, GroupFuture};
+pub use output::GroupOutput;
+pub use pipe::{PipeGroup, PipeGroupFuture};
+pub use plain::{LeaseIo, read_fixed_at, recv, send, send_zc, write_fixed_at};
+pub use ring::{RecvGroup, RecvGroupFuture};
+pub use spec::{Leader, Member};
+pub use view::{LeaseExt, LeaseSlice, LeaseSliceMut};

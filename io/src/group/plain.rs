@@ -1,0 +1,166 @@
+//! The plain form: single ops on borrowed lease views, where lifetimes alone keep a program
+//! correct, no group machinery involved.
+//!
+//! ```
+//! use ringleader_buf::FixedPool;
+//! use ringleader_io::group::{self, LeaseExt};
+//! use std::{os::fd::OwnedFd, rc::Rc};
+//!
+//! ringleader_executor::block_on(async {
+//!     let pool = FixedPool::new(4096, 1).unwrap();
+//!     let (r, w) = ringleader_io::pipe::pipe().await.unwrap();
+//!     let (r, w) = (Rc::new(r), Rc::new(w));
+//!     let mut lease = pool.lease(8).await.unwrap();
+//!     lease.extend_from_slice(b"abcdefgh");
+//!     // Two readers of the lease share it.
+//!     let (a, b) = futures::join!(
+//!         group::write_fixed_at(&w, lease.view(..4), u64::MAX),
+//!         group::write_fixed_at(&w, lease.view(4..), u64::MAX),
+//!     );
+//!     assert_eq!((a.unwrap(), b.unwrap()), (4, 4));
+//!     // A reader into the lease borrows it exclusively, and sets its length.
+//!     lease.clear();
+//!     assert_eq!(group::read_fixed_at(&r, &mut lease, u64::MAX).await.unwrap(), 8);
+//!     assert_eq!(lease.len(), 8);
+//! });
+//! ```
+//!
+//! Each future borrows the lease (shared for ops that read it, exclusive for ops that write
+//! into it) *and* keeps a `LeaseRef` in its op data. The borrow gives the compile-time
+//! guarantees (G9); the count gives memory safety when a future is dropped or forgotten: the
+//! slot is not reused before the op's final CQE.
+//!
+//! A future whose op *writes into* the lease (a read, a recv) waits, when dropped in flight,
+//! until the kernel has finished with it (`Op::settle_on_drop`): the exclusive borrow ends
+//! only once no kernel write can follow, so the lease never changes under a later `&`.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use ringleader_buf::Lease;
+use ringleader_executor::Op;
+
+use super::fd::IoFd;
+use super::hold::{Hold, result};
+use super::sqe;
+use super::view::{LeaseSlice, LeaseSliceMut};
+
+/// An op on a borrowed lease view: resolves to the byte count at the op's final CQE.
+#[must_use = "futures do nothing unless you `.await` or poll them; dropping cancels the op"]
+pub struct LeaseIo<'a> {
+    op: Op<Hold>,
+    /// The lease, when the op reads into all of it (its `len` is set on success).
+    whole: Option<&'a mut Lease>,
+    _borrow: PhantomData<&'a Lease>,
+}
+
+impl Future for LeaseIo<'_> {
+    type Output = io::Result<usize>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let cqe = ready!(Pin::new(&mut this.op).poll(cx));
+        let res = result(&cqe);
+        if let (Ok(n), Some(lease)) = (&res, this.whole.as_deref_mut()) {
+            // The kernel wrote `n <= capacity` bytes at the lease's start.
+            lease.set_len(*n);
+        }
+        Poll::Ready(res)
+    }
+}
+
+impl fmt::Debug for LeaseIo<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaseIo").field("op", &self.op).finish()
+    }
+}
+
+fn submit<'a>(
+    entry: io_uring::squeue::Entry,
+    hold: Hold,
+    whole: Option<&'a mut Lease>,
+    writes_into_lease: bool,
+) -> LeaseIo<'a> {
+    // SAFETY: every caller builds `entry` from a view's `raw()` parts, i.e. pointers into the
+    // lease slot that `hold.lease` keeps from reuse until the final CQE (the executor keeps
+    // `hold` until then, or leaks it), and an fd `hold.fd` keeps open.
+    let op = unsafe { Op::submit(entry, hold) };
+    // An op that writes into the borrowed lease must be finished with it before the borrow
+    // ends: dropping it waits for its final CQE.
+    let op = if writes_into_lease {
+        op.settle_on_drop()
+    } else {
+        op
+    };
+    LeaseIo {
+        op,
+        whole,
+        _borrow: PhantomData,
+    }
+}
+
+/// Read into `dst` from `fd` at `pos` (`u64::MAX`: the fd's position, for pipes and
+/// sockets): `IORING_OP_READ_FIXED` from a registered lease, else `IORING_OP_READ`. Given a
+/// whole `&mut Lease`, sets its `len` to the bytes read.
+pub fn read_fixed_at<'a>(
+    fd: &impl IoFd,
+    dst: impl Into<LeaseSliceMut<'a>>,
+    pos: u64,
+) -> LeaseIo<'a> {
+    let dst = dst.into();
+    let (ptr, len, index) = dst.raw();
+    let fd = fd.fd_hold();
+    let entry = sqe::read(fd.raw, ptr, sqe::len32(len), index, pos);
+    let hold = Hold::new(Some(dst.keep()), Some(fd));
+    submit(entry, hold, dst.into_whole(), true)
+}
+
+/// Write `src` to `fd` at `pos` (`u64::MAX`: the fd's position): `IORING_OP_WRITE_FIXED`
+/// from a registered lease, else `IORING_OP_WRITE`. A `&Lease` writes its data (`..len()`).
+pub fn write_fixed_at<'a>(fd: &impl IoFd, src: impl Into<LeaseSlice<'a>>, pos: u64) -> LeaseIo<'a> {
+    let src = src.into();
+    let (ptr, len, index) = src.raw();
+    let fd = fd.fd_hold();
+    let entry = sqe::write(fd.raw, ptr, sqe::len32(len), index, pos);
+    submit(entry, Hold::new(Some(src.keep()), Some(fd)), None, false)
+}
+
+/// Send `src` on a connected socket (`IORING_OP_SEND`, Linux 5.6); may send fewer bytes.
+pub fn send<'a>(sock: &impl IoFd, src: impl Into<LeaseSlice<'a>>) -> LeaseIo<'a> {
+    let src = src.into();
+    let (ptr, len, _) = src.raw();
+    let fd = sock.fd_hold();
+    let entry = sqe::send(fd.raw, ptr, sqe::len32(len));
+    submit(entry, Hold::new(Some(src.keep()), Some(fd)), None, false)
+}
+
+/// Zero-copy send of `src` (`IORING_OP_SEND_ZC`, Linux 6.0; with `IORING_RECVSEND_FIXED_BUF`
+/// from a registered lease). Resolves at the kernel's notification, when no page of the lease
+/// is referenced any more; the lease count holds the slot until then even if this future is
+/// dropped.
+pub fn send_zc<'a>(sock: &impl IoFd, src: impl Into<LeaseSlice<'a>>) -> LeaseIo<'a> {
+    let src = src.into();
+    let (ptr, len, index) = src.raw();
+    let fd = sock.fd_hold();
+    let entry = sqe::send_zc(fd.raw, ptr, sqe::len32(len), index);
+    submit(entry, Hold::new(Some(src.keep()), Some(fd)), None, false)
+}
+
+/// Receive into `dst` (`IORING_OP_RECV`, Linux 5.6). Given a whole `&mut Lease`, sets its
+/// `len` to the bytes received.
+pub fn recv<'a>(sock: &impl IoFd, dst: impl Into<LeaseSliceMut<'a>>) -> LeaseIo<'a> {
+    let dst = dst.into();
+    let (ptr, len, _) = dst.raw();
+    let fd = sock.fd_hold();
+    let entry = sqe::recv(fd.raw, ptr, sqe::len32(len));
+    submit(
+        entry,
+        Hold::new(Some(dst.keep()), Some(fd)),
+        dst.into_whole(),
+        true,
+    )
+}
