@@ -42,3 +42,6 @@ pub use ringleader_buf::BufResult;
 pub use ringleader_io::group;
 pub use ringleader_io::lease_ops;
 pub use ringleader_io::{fd, fs, net, pipe, time};
+
+pub mod compat;
+pub use ringleader_macros::{main, test};

@@ -1,0 +1,2 @@
+#[ringleader::main]
+fn main() {}

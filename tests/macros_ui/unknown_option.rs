@@ -1,0 +1,2 @@
+#[ringleader::main(threads = 2)]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[ringleader::main(cores = 0)]
+async fn main() {}
