@@ -1,0 +1,101 @@
+//! [`Block`]: the memory holding one request's data, and how it moves between the socket and
+//! the files.
+//!
+//! A block is a [`Lease`] from the core's registered [`FixedPool`] when one fits and is free,
+//! or an aligned heap buffer otherwise (requests larger than the pool's largest slot, an
+//! exhausted class, or no pool at all). Never waiting for a pool slot keeps one client that
+//! stops reading its replies from stalling every other connection of its core.
+//!
+//! Leases take the zero-copy paths of `ringleader::group` (see `export.rs` and
+//! [`Block::send_all`]): `READ_FIXED`/`WRITE_FIXED` against the files, a group that fans one
+//! lease out to the image and every mirror, and `SEND_ZC` with a fixed buffer for large
+//! replies. Heap blocks take the plain owned-buffer ops. Nothing here is `unsafe`: the lease
+//! rule (a slot is reused only after every op that referenced it has completed) is kept by
+//! the runtime's lease count.
+
+use std::io;
+use std::ops::Deref;
+
+use ringleader::BufResult;
+use ringleader::buf::{AlignedBuf, FixedPool, IoBuf, Lease};
+use ringleader::group::{self, LeaseExt};
+use ringleader::net::{OwnedIo, TcpStream};
+
+/// Alignment of heap blocks: a page, which satisfies every `O_DIRECT` memory alignment.
+pub const HEAP_ALIGN: usize = 4096;
+
+/// The memory of one request's data (see the module docs).
+#[derive(Debug)]
+pub enum Block {
+    /// A registered pool slot.
+    Lease(Lease),
+    /// An aligned heap buffer.
+    Heap(AlignedBuf),
+}
+
+impl Block {
+    /// A block of capacity `len` (and no data yet): a pool lease if one is free now, else an
+    /// aligned heap buffer.
+    pub fn new(pool: Option<&FixedPool>, len: usize) -> Block {
+        match pool.and_then(|p| p.try_lease(len)) {
+            Some(lease) => Block::Lease(lease),
+            None => Block::Heap(AlignedBuf::new(len, HEAP_ALIGN)),
+        }
+    }
+
+    /// Append `data` (it must fit the capacity).
+    pub fn extend_from_slice(&mut self, data: &[u8]) {
+        match self {
+            Block::Lease(l) => l.extend_from_slice(data),
+            Block::Heap(h) => h.extend_from_slice(data),
+        }
+    }
+
+    /// Receive from `stream` until the block is full (the payload of a `WRITE`).
+    pub async fn recv_rest(self, stream: &TcpStream) -> BufResult<(), Block> {
+        match self {
+            Block::Lease(l) => {
+                let from = l.len();
+                let (res, s) = stream.read_exact(l.slice(from..)).await;
+                (res, Block::Lease(s.into_inner()))
+            }
+            Block::Heap(h) => {
+                let from = h.len();
+                let (res, s) = stream.read_exact(h.slice(from..)).await;
+                (res, Block::Heap(s.into_inner()))
+            }
+        }
+    }
+
+    /// Send all of the block's data on `stream`: a lease of at least `zc_threshold` bytes by
+    /// `SEND_ZC` from its fixed buffer (what a short zero-copy send leaves goes by plain
+    /// sends), everything else by plain sends.
+    pub async fn send_all(self, stream: &TcpStream, zc_threshold: usize) -> io::Result<()> {
+        match self {
+            Block::Lease(l) if l.len() >= zc_threshold => {
+                let mut sent = 0;
+                while sent < l.len() {
+                    match group::send_zc(stream, l.view(sent..)).await {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => sent += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Block::Lease(l) => stream.write_all(l).await.0,
+            Block::Heap(h) => stream.write_all(h).await.0,
+        }
+    }
+}
+
+impl Deref for Block {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Block::Lease(l) => l,
+            Block::Heap(h) => h,
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! The transmission phase of one connection: read requests, run each as its own task, reply
+//! through the connection's writer ([`reply`](crate::reply)).
+//!
+//! # Model
+//!
+//! The connection's task is the *reader*: it receives into a 64 KiB buffer and parses every
+//! request header the buffer holds, so a burst of requests costs one receive. A `WRITE`'s
+//! payload is taken from that buffer and, for large payloads, received straight into the
+//! request's [`Block`]. Each valid request becomes a task (so requests run concurrently and
+//! finish in any order); invalid ones are answered at once with the protocol's error.
+//!
+//! # Staying in step
+//!
+//! Only input that breaks the framing ends a connection: a wrong request magic, or end of
+//! stream. Everything else gets an error reply and the stream stays in step: a `WRITE` that
+//! is refused still has its payload read and thrown away. A payload cut short by the client
+//! going away is never written, not even in part: the write starts only once every byte has
+//! arrived. `NBD_CMD_DISC`, end of stream and errors all let the requests already started
+//! finish (a completed write is applied whole) before the socket closes.
+//!
+//! # Limits
+//!
+//! A [`Window`] bounds each connection to [`MAX_REQUESTS`] requests and [`MAX_BYTES`] bytes
+//! of data in flight (one request is always allowed); a request's [`Permit`] is released
+//! when its reply has been sent. When the window is full the reader stops reading.
+
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::io;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use ringleader::buf::IoBuf;
+use ringleader::net::{OwnedIo, TcpStream};
+use ringleader::spawn;
+
+use crate::export::Export;
+use crate::proto::*;
+use crate::reply::{self, Frame, Replies};
+
+/// The largest READ or WRITE (the protocol's recommended maximum, advertised in
+/// `NBD_INFO_BLOCK_SIZE`).
+pub const MAX_REQUEST: u32 = 32 << 20;
+/// Requests in flight per connection.
+pub const MAX_REQUESTS: usize = 256;
+/// Data bytes in flight per connection.
+pub const MAX_BYTES: u64 = 128 << 20;
+/// The receive buffer.
+const RECV_BUF: usize = 64 << 10;
+/// Payloads up to this size are gathered in the receive buffer and copied out; larger ones
+/// are received straight into their block.
+const COPY_IN_MAX: usize = 16 << 10;
+
+/// What the handshake settled.
+#[derive(Clone, Copy, Debug)]
+pub struct Session {
+    pub structured: bool,
+    pub zc_threshold: usize,
+}
+
+/// How the reader ended.
+enum End {
+    /// `NBD_CMD_DISC`, or the client closed between requests.
+    Clean,
+    /// Framing broken (wrong magic) or the stream failed mid-request.
+    Broken(String),
+}
+
+/// Serve requests until the client disconnects; then let in-flight requests finish, send
+/// their replies, and return (dropping the last `Rc` closes the socket).
+pub async fn transmission(stream: Rc<TcpStream>, export: Rc<Export>, session: Session) {
+    let replies = Rc::new(Replies::default());
+    let writer = spawn(reply::run(
+        Rc::clone(&stream),
+        Rc::clone(&replies),
+        session.zc_threshold,
+    ));
+    let window = Rc::new(Window::default());
+    let end = Reader {
+        stream: &stream,
+        export: &export,
+        replies: &replies,
+        window: &window,
+        session,
+        buf: RecvBuf::new(),
+    }
+    .run()
+    .await;
+    window.idle().await;
+    replies.close();
+    let _ = writer.await;
+    if let End::Broken(why) = end {
+        eprintln!("nbd_server: closing a connection: {why}");
+    }
+}
+
+struct Reader<'a> {
+    stream: &'a Rc<TcpStream>,
+    export: &'a Rc<Export>,
+    replies: &'a Rc<Replies>,
+    window: &'a Rc<Window>,
+    session: Session,
+    buf: RecvBuf,
+}
+
+impl Reader<'_> {
+    async fn run(&mut self) -> End {
+        loop {
+            match self.buf.fill(self.stream, REQUEST_LEN).await {
+                Ok(true) => {}
+                Ok(false) if self.buf.available() == 0 => return End::Clean,
+                Ok(false) => return End::Broken("end of stream inside a request header".into()),
+                Err(e) => return End::Broken(format!("receive: {e}")),
+            }
+            let head: [u8; REQUEST_LEN] =
+                self.buf.bytes()[..REQUEST_LEN].try_into().expect("filled");
+            self.buf.consume(REQUEST_LEN);
+            let Some(req) = parse_request(&head) else {
+                return End::Broken("wrong request magic".into());
+            };
+            let step = match req.kind {
+                CMD_DISC => return End::Clean,
+                CMD_WRITE => self.write(req).await,
+                _ => {
+                    self.other(req).await;
+                    Ok(())
+                }
+            };
+            if let Err(e) = step {
+                return e;
+            }
+        }
+    }
+
+    /// A `WRITE`: check it, take its payload (always, to stay in step), run it.
+    async fn write(&mut self, req: Request) -> Result<(), End> {
+        let len = req.len as usize;
+        if let Err((err, msg)) = self.check(req, CMD_FLAG_FUA, true, NbdError::NoSpc) {
+            self.discard(len).await?;
+            self.reply_error(req.handle, err, msg);
+            return Ok(());
+        }
+        let permit = self.window.acquire(len as u64).await;
+        let mut block = self.export.block(len);
+        if len <= COPY_IN_MAX {
+            self.need(len).await?;
+            block.extend_from_slice(&self.buf.bytes()[..len]);
+            self.buf.consume(len);
+        } else {
+            let have = self.buf.available().min(len);
+            block.extend_from_slice(&self.buf.bytes()[..have]);
+            self.buf.consume(have);
+            let (res, b) = block.recv_rest(self.stream).await;
+            block = b;
+            if let Err(e) = res {
+                // The block is dropped unwritten: nothing of a cut-short payload is applied.
+                return Err(End::Broken(format!("payload of a {len}-byte write: {e}")));
+            }
+        }
+        let (export, replies) = (Rc::clone(self.export), Rc::clone(self.replies));
+        let structured = self.session.structured;
+        spawn(async move {
+            let fua = req.flags & CMD_FLAG_FUA != 0;
+            let res = export.write(block, req.offset, fua).await;
+            let frame = match res {
+                Ok(()) => ok_frame(req.handle),
+                Err(e) => error_frame(structured, req.handle, e, b"write failed"),
+            };
+            replies.push(Frame {
+                permit: Some(permit),
+                ..frame
+            });
+        })
+        .detach();
+        Ok(())
+    }
+
+    /// Every request without a payload.
+    async fn other(&mut self, req: Request) {
+        let checked = match req.kind {
+            CMD_READ => {
+                let df = if self.session.structured {
+                    CMD_FLAG_DF
+                } else {
+                    0
+                };
+                self.check(req, CMD_FLAG_FUA | df, false, NbdError::Inval)
+            }
+            CMD_TRIM => self.check(req, CMD_FLAG_FUA, true, NbdError::Inval),
+            CMD_WRITE_ZEROES => {
+                self.check(req, CMD_FLAG_FUA | CMD_FLAG_NO_HOLE, true, NbdError::NoSpc)
+            }
+            CMD_FLUSH if req.flags & !CMD_FLAG_FUA != 0 => {
+                Err((NbdError::Inval, &b"unknown command flags"[..]))
+            }
+            CMD_FLUSH if req.offset != 0 || req.len != 0 => Err((
+                NbdError::Inval,
+                &b"flush with a nonzero offset or length"[..],
+            )),
+            CMD_FLUSH => Ok(()),
+            _ => Err((NbdError::Inval, &b"unknown command"[..])),
+        };
+        if let Err((err, msg)) = checked {
+            return self.reply_error(req.handle, err, msg);
+        }
+        let bytes = if req.kind == CMD_READ {
+            u64::from(req.len)
+        } else {
+            0
+        };
+        let permit = self.window.acquire(bytes).await;
+        let (export, replies) = (Rc::clone(self.export), Rc::clone(self.replies));
+        let structured = self.session.structured;
+        spawn(async move {
+            let fua = req.flags & CMD_FLAG_FUA != 0;
+            let (pos, len) = (req.offset, u64::from(req.len));
+            let (res, what): (_, &'static [u8]) = match req.kind {
+                CMD_READ => match export.read(req.len as usize, pos).await {
+                    Ok(data) => {
+                        let head = if structured {
+                            Head::offset_data(req.handle, pos, req.len)
+                        } else {
+                            Head::simple(req.handle, 0)
+                        };
+                        return replies.push(Frame {
+                            head,
+                            tail: b"",
+                            data: Some(data),
+                            permit: Some(permit),
+                        });
+                    }
+                    Err(e) => (Err(e), b"read failed"),
+                },
+                CMD_TRIM => (export.trim(pos, len, fua).await, b"trim failed"),
+                CMD_WRITE_ZEROES => {
+                    let no_hole = req.flags & CMD_FLAG_NO_HOLE != 0;
+                    let r = export.write_zeroes(pos, len, no_hole, fua).await;
+                    (r, b"write zeroes failed")
+                }
+                _ => (export.flush().await, b"flush failed"),
+            };
+            let frame = match res {
+                Ok(()) => ok_frame(req.handle),
+                Err(e) => error_frame(structured, req.handle, e, what),
+            };
+            replies.push(Frame {
+                permit: Some(permit),
+                ..frame
+            });
+        })
+        .detach();
+    }
+
+    /// The checks every data command shares, in the protocol's order of precedence:
+    /// flags, read-only, zero length, size limit (READ/WRITE only), range (`past_end` is
+    /// the error for a range beyond the export), alignment (`--direct`).
+    fn check(
+        &self,
+        req: Request,
+        allowed_flags: u16,
+        writes: bool,
+        past_end: NbdError,
+    ) -> Result<(), (NbdError, &'static [u8])> {
+        let e = &self.export;
+        if req.flags & !allowed_flags != 0 {
+            return Err((NbdError::Inval, b"unknown or inapplicable command flags"));
+        }
+        if writes && e.readonly {
+            return Err((NbdError::Perm, b"the export is read-only"));
+        }
+        if req.len == 0 {
+            return Err((NbdError::Inval, b"zero-length request"));
+        }
+        let sized = matches!(req.kind, CMD_READ | CMD_WRITE);
+        if sized && req.len > MAX_REQUEST {
+            return Err((NbdError::Inval, b"request larger than the 32 MiB maximum"));
+        }
+        if req
+            .offset
+            .checked_add(u64::from(req.len))
+            .is_none_or(|end| end > e.size)
+        {
+            return Err((past_end, b"request beyond the end of the export"));
+        }
+        let align = u64::from(e.align);
+        if sized && (req.offset % align != 0 || u64::from(req.len) % align != 0) {
+            return Err((
+                NbdError::Inval,
+                b"request not aligned to the minimum block size",
+            ));
+        }
+        Ok(())
+    }
+
+    fn reply_error(&self, handle: u64, err: NbdError, msg: &'static [u8]) {
+        self.replies
+            .push(error_frame(self.session.structured, handle, err, msg));
+    }
+
+    /// Make `n <= RECV_BUF` bytes available in the receive buffer.
+    async fn need(&mut self, n: usize) -> Result<(), End> {
+        match self.buf.fill(self.stream, n).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(End::Broken("end of stream inside a write payload".into())),
+            Err(e) => Err(End::Broken(format!("receive: {e}"))),
+        }
+    }
+
+    /// Read and drop `n` payload bytes.
+    async fn discard(&mut self, mut n: usize) -> Result<(), End> {
+        while n > 0 {
+            let step = n.min(RECV_BUF);
+            self.need(step).await?;
+            self.buf.consume(step);
+            n -= step;
+        }
+        Ok(())
+    }
+}
+
+fn ok_frame(handle: u64) -> Frame {
+    Frame {
+        head: Head::simple(handle, 0),
+        tail: b"",
+        data: None,
+        permit: None,
+    }
+}
+
+/// An error reply: a structured `ERROR` chunk with a message when structured replies were
+/// negotiated (required for READ, preferred for the rest), else a simple reply.
+fn error_frame(structured: bool, handle: u64, err: NbdError, msg: &'static [u8]) -> Frame {
+    let (head, tail) = if structured {
+        (Head::error_chunk(handle, err, msg.len() as u16), msg)
+    } else {
+        (Head::simple(handle, err as u32), &b""[..])
+    };
+    Frame {
+        head,
+        tail,
+        data: None,
+        permit: None,
+    }
+}
+
+/// The reader's receive buffer: bytes `start..vec.len()` are received and not yet used.
+struct RecvBuf {
+    vec: Option<Vec<u8>>,
+    start: usize,
+}
+
+impl RecvBuf {
+    fn new() -> RecvBuf {
+        RecvBuf {
+            vec: Some(Vec::with_capacity(RECV_BUF)),
+            start: 0,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.vec.as_ref().expect("buffer is home")[self.start..]
+    }
+
+    fn available(&self) -> usize {
+        self.bytes().len()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        debug_assert!(self.start <= self.vec.as_ref().map_or(0, Vec::len));
+    }
+
+    /// Receive until `n <= RECV_BUF` bytes are available. `Ok(false)`: end of stream first.
+    async fn fill(&mut self, stream: &TcpStream, n: usize) -> io::Result<bool> {
+        while self.available() < n {
+            let mut vec = self.vec.take().expect("buffer is home");
+            if self.start > 0 {
+                // Move the unused tail to the front so the receive has room.
+                vec.drain(..self.start);
+                self.start = 0;
+            }
+            let len = vec.len();
+            let (res, slice) = stream.read(vec.slice(len..)).await;
+            self.vec = Some(slice.into_inner());
+            if res? == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Requests and data bytes in flight on one connection (see the module docs).
+#[derive(Default)]
+pub struct Window {
+    requests: Cell<usize>,
+    bytes: Cell<u64>,
+    waker: Cell<Option<Waker>>,
+}
+
+/// One request's share of its connection's [`Window`], released on drop.
+pub struct Permit {
+    window: Rc<Window>,
+    bytes: u64,
+}
+
+impl Window {
+    /// Wait until a request of `bytes` fits, then take its share.
+    async fn acquire(self: &Rc<Self>, bytes: u64) -> Permit {
+        poll_fn(|cx| {
+            let (n, b) = (self.requests.get(), self.bytes.get());
+            if n == 0 || (n < MAX_REQUESTS && b + bytes <= MAX_BYTES) {
+                self.requests.set(n + 1);
+                self.bytes.set(b + bytes);
+                Poll::Ready(Permit {
+                    window: Rc::clone(self),
+                    bytes,
+                })
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Wait until nothing is in flight.
+    async fn idle(&self) {
+        poll_fn(|cx| {
+            if self.requests.get() == 0 {
+                Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let w = &self.window;
+        w.requests.set(w.requests.get() - 1);
+        w.bytes.set(w.bytes.get() - self.bytes);
+        if let Some(waker) = w.waker.take() {
+            waker.wake();
+        }
+    }
+}

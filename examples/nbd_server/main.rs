@@ -1,0 +1,393 @@
+//! `nbd_server`: a Network Block Device server on ringleader — one `SO_REUSEPORT` listener,
+//! ring and registered buffer pool per core, many requests in flight per connection.
+//!
+//! Run: `cargo run --release --example nbd_server [-- --image PATH --listen ADDR ...]`, then
+//! for example `qemu-img info nbd://127.0.0.1:10809` or `nbdinfo nbd://127.0.0.1:10809`.
+//!
+//! The first stdout line is `nbd_server: listening on ADDR (...)`, printed once every core
+//! listens; with `--listen 127.0.0.1:0` it carries the port the kernel chose.
+//!
+//! # Protocol (doc/proto.md of the NetworkBlockDevice project)
+//!
+//! Fixed newstyle handshake with `EXPORT_NAME`, `INFO`, `GO`, `LIST`, `ABORT` and
+//! `STRUCTURED_REPLY` (`handshake.rs`); one export, the default one (named ""). Transmission
+//! flags `HAS_FLAGS`, `SEND_FLUSH`, `SEND_FUA`, `SEND_TRIM`, `SEND_WRITE_ZEROES`,
+//! `CAN_MULTI_CONN`, `SEND_DF` with structured replies, `READ_ONLY` with `--readonly`.
+//! Commands `READ`, `WRITE` (+FUA), `FLUSH`, `TRIM` (punches a hole), `WRITE_ZEROES`, `DISC`
+//! (`conn.rs`), replied to out of order as they finish, through one writer per connection
+//! that batches replies (`reply.rs`). Not offered: TLS, `BLOCK_STATUS` / metadata contexts,
+//! extended headers, `CACHE`, fast zero, several exports (each is refused as the protocol
+//! says, e.g. `NBD_REP_ERR_UNSUP`).
+//!
+//! # Data path
+//!
+//! Request data lives in leases of a registered per-core `FixedPool` (heap buffers when a
+//! request does not fit or the pool is drained): `READ_FIXED` from the image; a WRITE is one
+//! `ringleader::group` on its lease that writes the image and every `--mirror` with
+//! `WRITE_FIXED` members pushed together, or, on file systems without non-blocking buffered
+//! writes, an inline `pwrite` for writes up to 64 KiB (`export.rs` has the measurements and
+//! the trade-off). FUA and FLUSH `fdatasync` every file before the reply.
+//!
+//! # Files
+//!
+//! - `proto.rs`: wire format; `handshake.rs`: option haggling;
+//! - `conn.rs`: the transmission phase (reader, per-request tasks, flow control);
+//! - `reply.rs`: the reply writer; `export.rs`: the storage ops behind the commands;
+//! - `block.rs`: request memory (pool lease or heap) and the file ops on it;
+//! - `image.rs`: opening the image, seeding mirrors, the temporary image.
+
+mod block;
+mod conn;
+mod export;
+mod handshake;
+mod image;
+mod proto;
+mod reply;
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::{Arc, mpsc};
+
+use futures::StreamExt;
+use ringleader::buf::FixedPool;
+use ringleader::net::{TcpListener, TcpStream};
+use ringleader::{Runtime, spawn};
+
+use export::Export;
+use handshake::Outcome;
+use image::Storage;
+
+const USAGE: &str = "\
+nbd_server: a Network Block Device server on io_uring (ringleader)
+
+USAGE: nbd_server [OPTIONS]
+
+  --listen ADDR         address to listen on (port 0: the kernel picks one)
+                        [default: 127.0.0.1:10809]
+  --image PATH          image file (or block device) to export; created sparse if missing
+                        [default: a sparse image in a new temporary directory, removed on
+                        exit, including on Ctrl-C and SIGTERM]
+  --size SIZE           size of a new image, bytes or with a K/M/G/T suffix [default: 1G]
+  --mirror PATH         also apply every write, trim and flush to PATH (repeatable); each
+                        mirror is first made a copy of the image
+  --direct              O_DIRECT on the image and mirrors (requests must then be aligned to
+                        the file system's direct I/O alignment, advertised to clients)
+  --cores N             cores: threads, rings and SO_REUSEPORT listeners [default: all CPUs]
+  --readonly            export read-only (writes fail with EPERM)
+  --ring-writes         always write through io_uring; by default, where the file system
+                        has no non-blocking buffered write (ext4), writes up to 64 KiB are
+                        done inline with pwrite, which is faster than io_uring's io-wq
+                        hand-off but stalls the core while the kernel throttles writers
+  --zc-threshold BYTES  send READ data of at least this size with SEND_ZC from the registered
+                        buffer [default: off: on loopback it only adds cost; see reply.rs]
+  -h, --help            this text
+
+The first stdout line is `nbd_server: listening on ADDR (...)`; the next says how to
+connect, e.g. `qemu-img info nbd://127.0.0.1:10809`.";
+
+/// Registered buffers per core: (slot size, slots). Requests that do not fit, or find the
+/// class exhausted, use heap blocks.
+const POOL_CLASSES: [(usize, usize); 3] = [(4 << 10, 512), (64 << 10, 64), (1 << 20, 16)];
+
+#[derive(Debug)]
+struct Args {
+    listen: SocketAddr,
+    image: Option<PathBuf>,
+    size: Option<u64>,
+    mirrors: Vec<PathBuf>,
+    direct: bool,
+    cores: usize,
+    readonly: bool,
+    ring_writes: bool,
+    zc_threshold: usize,
+}
+
+/// `Ok(None)`: help was asked for.
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut a = Args {
+        listen: "127.0.0.1:10809".parse().expect("default address"),
+        image: None,
+        size: None,
+        mirrors: Vec::new(),
+        direct: false,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        readonly: false,
+        ring_writes: false,
+        zc_threshold: usize::MAX,
+    };
+    let mut it = args.into_iter();
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--listen" => {
+                let v = value("--listen")?;
+                a.listen = v
+                    .parse()
+                    .map_err(|e| format!("--listen {v:?}: {e} (expected IP:PORT)"))?;
+            }
+            "--image" => a.image = Some(value("--image")?.into()),
+            "--size" => {
+                let v = value("--size")?;
+                a.size = Some(parse_size(&v).ok_or_else(|| {
+                    format!("--size {v:?}: expected bytes above 0, or a number with K/M/G/T")
+                })?);
+            }
+            "--mirror" => a.mirrors.push(value("--mirror")?.into()),
+            "--direct" => a.direct = true,
+            "--readonly" => a.readonly = true,
+            "--ring-writes" => a.ring_writes = true,
+            "--cores" => {
+                let v = value("--cores")?;
+                a.cores = match v.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("--cores {v:?}: expected a number above 0")),
+                };
+            }
+            "--zc-threshold" => {
+                let v = value("--zc-threshold")?;
+                a.zc_threshold = parse_size(&v)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| format!("--zc-threshold {v:?}: expected a size"))?;
+            }
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if a.readonly && !a.mirrors.is_empty() {
+        return Err("--mirror and --readonly exclude each other".into());
+    }
+    Ok(Some(a))
+}
+
+/// `4096`, `64K`, `512M`, `1G`, `2T` (binary multiples; an optional `iB`/`B` is allowed).
+fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, shift) = match t.char_indices().last()? {
+        (i, 'k' | 'K') => (&t[..i], 10),
+        (i, 'm' | 'M') => (&t[..i], 20),
+        (i, 'g' | 'G') => (&t[..i], 30),
+        (i, 't' | 'T') => (&t[..i], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = num.trim().parse().ok()?;
+    n.checked_mul(1u64 << shift).filter(|&n| n > 0)
+}
+
+/// What every core needs to build its [`Export`].
+struct CoreSetup {
+    storage: Arc<Storage>,
+    readonly: bool,
+    ring_writes: bool,
+    zc_threshold: usize,
+}
+
+/// One client, from handshake to close.
+async fn connection(stream: TcpStream, export: Rc<Export>, zc_threshold: usize) {
+    let _ = stream.set_nodelay(true);
+    match handshake::negotiate(&stream, &export).await {
+        Ok(Outcome::Transmit { structured }) => {
+            let session = conn::Session {
+                structured,
+                zc_threshold,
+            };
+            conn::transmission(Rc::new(stream), export, session).await;
+        }
+        Ok(Outcome::Left) => {}
+        Err(why) => eprintln!("nbd_server: closing a connection during the handshake: {why}"),
+    }
+}
+
+/// This core's export: its own fds and registered pool.
+fn core_export(setup: &CoreSetup) -> io::Result<Export> {
+    let s = &setup.storage;
+    let (image, mirrors) = s.clone_files()?;
+    let mut pool = FixedPool::builder();
+    for (size, count) in POOL_CLASSES {
+        pool = pool.class(size, count);
+    }
+    let pool = match pool.build() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!(
+                "nbd_server: core {}: no registered buffer pool ({e}); using heap buffers",
+                ringleader::current_core()
+            );
+            None
+        }
+    };
+    let config = export::Config {
+        size: s.size,
+        readonly: setup.readonly,
+        align: s.align,
+        description: format!("ringleader nbd_server: {}", s.image_path.display()),
+        inline_writes: s.writes_block && !setup.ring_writes,
+    };
+    Export::new(image, mirrors, config, pool)
+}
+
+/// Bind on `core`, report the bound address (or the error) on `ready`, then accept forever,
+/// one task per connection.
+fn listen_on(
+    rt: &Runtime,
+    core: usize,
+    addr: SocketAddr,
+    setup: Arc<CoreSetup>,
+    ready: mpsc::Sender<io::Result<SocketAddr>>,
+) {
+    rt.spawn_on(core, move || async move {
+        let set_up = core_export(&setup).and_then(|export| {
+            let listener = TcpListener::bind_reuseport(addr)?;
+            Ok((listener, Rc::new(export)))
+        });
+        let (listener, export) = match set_up {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = ready.send(listener.local_addr());
+        drop(ready);
+        let mut incoming = listener.incoming();
+        while let Some(conn) = incoming.next().await {
+            match conn {
+                Ok(stream) => {
+                    spawn(connection(stream, Rc::clone(&export), setup.zc_threshold)).detach()
+                }
+                // ECONNABORTED, EMFILE, ...: the stream re-arms; keep serving.
+                Err(e) => eprintln!("nbd_server: core {core}: accept: {e}"),
+            }
+        }
+    })
+    .detach();
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let storage = image::open(
+        args.image.as_deref(),
+        args.size,
+        &args.mirrors,
+        args.readonly,
+        args.direct,
+    )?;
+    let storage = Arc::new(storage);
+    // Block the stop signals before any thread starts, so every thread inherits the mask and
+    // only `wait_for_stop` receives them.
+    let signals = block_stop_signals();
+    let rt = Runtime::builder()
+        .cores(args.cores)
+        .build()
+        .map_err(|e| format!("starting {} cores: {e}", args.cores))?;
+    let setup = Arc::new(CoreSetup {
+        storage: Arc::clone(&storage),
+        readonly: args.readonly,
+        ring_writes: args.ring_writes,
+        zc_threshold: args.zc_threshold,
+    });
+    let (tx, rx) = mpsc::channel();
+    // Core 0 binds first, so that port 0 becomes one port every other core then shares.
+    listen_on(&rt, 0, args.listen, Arc::clone(&setup), tx.clone());
+    let bound = rx
+        .recv()
+        .map_err(|_| "core 0 stopped before binding".to_owned())?
+        .map_err(|e| format!("core 0: listening on {}: {e}", args.listen))?;
+    for core in 1..args.cores {
+        listen_on(&rt, core, bound, Arc::clone(&setup), tx.clone());
+    }
+    drop(tx);
+    for _ in 1..args.cores {
+        rx.recv()
+            .map_err(|_| "a core stopped before binding".to_owned())?
+            .map_err(|e| format!("listening on {bound}: {e}"))?;
+    }
+    let mut out = io::stdout().lock();
+    let writes = if args.readonly {
+        ", read-only"
+    } else if storage.writes_block && !args.ring_writes {
+        ", inline writes"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "nbd_server: listening on {bound} ({} bytes, image {}{}{}, {} cores)",
+        storage.size,
+        storage.image_path.display(),
+        writes,
+        if args.direct { ", O_DIRECT" } else { "" },
+        args.cores,
+    );
+    let _ = writeln!(out, "nbd_server: connect with: qemu-img info nbd://{bound}");
+    let _ = out.flush();
+    drop(out);
+    let sig = wait_for_stop(&signals);
+    eprintln!("nbd_server: signal {sig}: stopping");
+    // The temporary image goes first: removing it must not depend on a clean shutdown.
+    if let Some(t) = &storage.temp {
+        t.remove();
+    }
+    rt.shutdown();
+    Ok(())
+}
+
+/// Block SIGINT, SIGTERM and SIGHUP in the calling thread (and the threads it starts), so
+/// that only [`wait_for_stop`] receives them. SIGINT and SIGTERM are first reset to their
+/// default action: a shell starts background jobs with SIGINT ignored, and an ignored signal
+/// is discarded instead of waiting to be taken. A SIGHUP ignored on purpose (`nohup`) stays
+/// ignored.
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: `sigset_t` is plain data; sigemptyset initialises it before any other use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid signal numbers; signal() with SIG_DFL installs no handler code, and
+    // querying SIGHUP's disposition (set, then restored) runs no handler either; `set` is a
+    // valid sigset_t that pthread_sigmask only reads (no old mask is written).
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::sigaddset(&mut set, sig);
+        }
+        let hup = libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, hup);
+        if hup != libc::SIG_IGN {
+            libc::sigaddset(&mut set, libc::SIGHUP);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    set
+}
+
+/// Wait for one of the blocked stop signals; returns its number.
+fn wait_for_stop(set: &libc::sigset_t) -> i32 {
+    loop {
+        let mut sig = 0;
+        // SAFETY: `set` is an initialised sigset_t and `sig` a writable int.
+        if unsafe { libc::sigwait(set, &mut sig) } == 0 {
+            return sig;
+        }
+    }
+}
+
+fn main() {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            let _ = writeln!(io::stdout(), "{USAGE}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("nbd_server: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(args) {
+        eprintln!("nbd_server: {e}");
+        std::process::exit(1);
+    }
+}
