@@ -164,3 +164,38 @@ fn dropped_group_before_leader_never_submits_members() {
         assert!(read_all(&dst_r).is_empty());
     });
 }
+
+#[test]
+fn zero_fill_gives_members_the_full_length_with_a_zeroed_tail() {
+    ringleader::block_on(async {
+        let (src_r, src_w) = pipe();
+        let (dst_r, dst_w) = pipe();
+        let buf = Shared(Rc::new(vec![0xAAu8; 16]));
+        let zf = {
+            let ptr = buf.0.as_ptr() as *mut u8;
+            // SAFETY: `buf`'s 16 heap bytes stay alive in every op's data; nothing else reads
+            // or writes them between the leader's CQE and the member's push.
+            unsafe { ringleader::ZeroFill::new(ptr, 16) }
+        };
+        write_all(&src_w, b"abc");
+        // SAFETY: pointers into `buf`, kept alive by each op's data.
+        let out = unsafe {
+            GroupOp::submit(
+                read_leader(&src_r, &buf),
+                buf.clone(),
+                vec![write_member(&dst_w, &buf, 0, 16)],
+                Some(zf),
+            )
+        }
+        .await;
+        assert_eq!(out.leader, 3, "short leader");
+        assert_eq!(out.members, vec![16], "the member wrote the full length");
+        let mut want = b"abc".to_vec();
+        want.resize(16, 0);
+        assert_eq!(
+            read_all(&dst_r),
+            want,
+            "the unread tail was zeroed, no stale bytes"
+        );
+    });
+}

@@ -204,8 +204,12 @@ impl OpTable {
                 continue;
             };
             let mut entry = *entry;
-            if let Some(n) = len.resolve(result) {
-                sys::sqe_set_len(&mut entry, n);
+            // Zero-fill mode gives members the full length (the tail is zeroed above);
+            // otherwise a member sees exactly the bytes the leader produced.
+            if f.zero_fill.is_none() {
+                if let Some(n) = len.resolve(result) {
+                    sys::sqe_set_len(&mut entry, n);
+                }
             }
             if let Some(prep) = &f.prep {
                 prep(leader, index, &mut entry);

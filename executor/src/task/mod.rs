@@ -18,7 +18,6 @@ pub use yield_now::{YieldNow, yield_now};
 use std::cell::RefCell;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -166,6 +165,3 @@ impl Drop for ActiveGuard {
 pub(crate) fn active_tasks() -> usize {
     context::with_core(|c| c.active.borrow().len()).unwrap_or(0)
 }
-
-#[allow(dead_code)]
-fn _assert_pin_unpin(_: Pin<&mut ()>) {}
