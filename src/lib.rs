@@ -27,8 +27,8 @@
 
 pub use ringleader_executor::{
     BlockingHandle, Builder, Completable, Cqe, GroupOp, GroupOptions, GroupOutput, JoinError,
-    JoinHandle, LocalRuntime, MemberLen, MemberPrep, MemberSpec, MultiCompletable, MultiOp, Op,
-    Orphan, Runtime, SetupFlags, SetupInfo, Stats, YieldNow, ZeroFill, block_on, core_count,
+    JoinHandle, Lane, LocalRuntime, MemberLen, MemberPrep, MemberSpec, MultiCompletable, MultiOp,
+    Op, Orphan, Runtime, SetupFlags, SetupInfo, Stats, YieldNow, ZeroFill, block_on, core_count,
     current_core, nop, nop_with_result, setup_info, spawn, spawn_blocking, spawn_on, stats,
     yield_now,
 };

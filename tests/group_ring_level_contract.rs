@@ -38,6 +38,7 @@ fn write_member(fd: &OwnedFd, buf: &Shared, offset: u32, len: u32) -> MemberSpec
         entry: opcode::Write::new(Fd(fd.as_raw_fd()), ptr, len).build(),
         len: MemberLen::FromLeader { offset, max: len },
         data: buf.clone(),
+        lane: None,
     }
 }
 

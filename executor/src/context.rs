@@ -65,6 +65,12 @@ pub(crate) struct DriverRef {
 }
 
 impl DriverRef {
+    /// Name `d`.
+    #[inline]
+    pub(crate) fn of(d: &Driver) -> DriverRef {
+        DriverRef { id: d.id() }
+    }
+
     /// The current core's driver.
     ///
     /// # Panics

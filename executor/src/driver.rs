@@ -211,6 +211,7 @@ impl Driver {
     /// Transient enter errors (EINTR, EAGAIN, EBUSY) are absorbed: the caller's loop comes
     /// back. Any other error means the ring itself is unusable.
     pub(crate) fn submit_and_wait(&mut self, wait: bool) -> io::Result<()> {
+        self.flush_lanes();
         let (sq_flags, to_submit) = self.sq_state();
         let mut flags = 0;
         let mut min = 0;
@@ -276,6 +277,30 @@ impl Driver {
         n
     }
 
+    /// Push the queued ops of every lane that has nothing in the kernel, each lane's as one
+    /// linked chain (see `lane.rs`).
+    pub(crate) fn flush_lanes(&mut self) {
+        let cap = self.info.sq_entries as usize;
+        let mut batch = Vec::new();
+        // Pushing may reap (a full SQ), which may ready more lanes: go until none is.
+        while !self.ops.lanes_ready.is_empty() {
+            let ready = std::mem::take(&mut self.ops.lanes_ready);
+            for key in ready {
+                batch.clear();
+                self.ops.take_lane_batch(key, cap, &mut batch);
+                if batch.is_empty() {
+                    continue;
+                }
+                // SAFETY: each entry was submitted into the lane under `Op::submit`'s
+                // contract (`Op::submit_in`, or a group member under `GroupOp::submit`'s):
+                // its data stays in its op future or its slot until the final CQE.
+                unsafe { self.push_all(&batch) };
+                self.stats.lane_chains += 1;
+                self.stats.lane_ops += batch.len() as u64;
+            }
+        }
+    }
+
     /// Push the members released by leaders in this reap, each group's all together.
     fn push_members(&mut self) {
         let entries = std::mem::take(&mut self.ops.to_push);
@@ -331,6 +356,7 @@ impl Driver {
     /// reaped meanwhile are recorded as usual; their tasks are woken by the event loop.
     pub(crate) fn settle(&mut self, user_data: u64) {
         while self.ops.is_in_flight(user_data) {
+            self.flush_lanes();
             let (_, to_submit) = self.sq_state();
             match self.enter(to_submit, 1, sys::ENTER_GETEVENTS) {
                 Ok(_) => {}

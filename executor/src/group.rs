@@ -117,6 +117,9 @@ pub struct MemberSpec<M> {
     pub len: MemberLen,
     /// The resources it references (kept until its final CQE).
     pub data: M,
+    /// Run in this lane once the leader completed: after the lane's earlier ops, chained
+    /// with its later ones (see [`crate::Lane`]). `None`: pushed with the other members.
+    pub lane: Option<crate::Lane>,
 }
 
 /// Results of a whole group: the leader's output and each member's, in member order.
@@ -194,11 +197,18 @@ impl<L: Completable, M: Completable> GroupOp<L, M> {
         let driver = DriverRef::current();
         let mut member_uds = Vec::with_capacity(members.len());
         let mut datas = Vec::with_capacity(members.len());
+        // The lane handles are dropped after the driver borrow (a drop reaches the driver).
+        let mut lanes = Vec::with_capacity(members.len());
         let leader_ud = driver
             .with(|d| {
                 for m in members {
-                    member_uds.push(d.ops.insert_deferred(m.entry, m.len));
+                    let lane = m
+                        .lane
+                        .as_ref()
+                        .map_or(crate::lane::NO_LANE, |l| l.key_for(DriverRef::of(d)));
+                    member_uds.push(d.ops.insert_deferred(m.entry, m.len, lane));
                     datas.push(Some(m.data));
+                    lanes.push(m.lane);
                 }
                 let leader_ud = d.ops.insert(false);
                 d.ops.set_followers(
@@ -215,6 +225,7 @@ impl<L: Completable, M: Completable> GroupOp<L, M> {
                 leader_ud
             })
             .expect("current driver");
+        drop(lanes);
         let n = member_uds.len();
         GroupOp {
             driver,

@@ -45,6 +45,7 @@ mod context;
 mod core;
 mod driver;
 mod group;
+mod lane;
 mod lifecycle;
 mod op;
 mod ops;
@@ -57,6 +58,7 @@ mod task;
 
 pub use blocking::{BlockingHandle, spawn_blocking};
 pub use group::{GroupOp, GroupOptions, GroupOutput, MemberLen, MemberPrep, MemberSpec, ZeroFill};
+pub use lane::Lane;
 pub use lifecycle::Cqe;
 pub use op::{Completable, MultiCompletable, MultiOp, Op, Orphan};
 pub use ops::{Nop, nop, nop_with_result};

@@ -10,7 +10,9 @@
 //! - `Orphaned` holds the resources of an op whose future was dropped; they are released after
 //!   the final CQE, never earlier (moved to `graveyard` and dropped outside the driver borrow);
 //! - wakers are collected into `woken` and woken by the event loop outside the driver borrow,
-//!   so user code never runs while the driver is borrowed.
+//!   so user code never runs while the driver is borrowed;
+//! - a lane (`lane.rs`) has at most one chain of ops in the kernel; its other ops wait in
+//!   `Queued` slots, outside the SQ, and a lane lives while a handle or a slot refers to it.
 
 use std::collections::VecDeque;
 use std::task::{Poll, Waker};
@@ -19,6 +21,7 @@ use io_uring::squeue::Entry;
 use slab::Slab;
 
 use crate::group::{Followers, MemberLen};
+use crate::lane::{LaneState, NO_LANE, expected_result};
 use crate::op::Orphan;
 use crate::sys::{self, CQE_F_MORE, CQE_F_NOTIF};
 
@@ -61,12 +64,21 @@ pub(crate) enum Lifecycle {
         first: Option<Cqe>,
         /// A group leader's members, pushed by the driver when this op succeeds.
         followers: Option<Box<Followers>>,
+        /// The lane the op runs in, or `NO_LANE`.
+        lane: u32,
     },
     /// A group member whose leader has not completed: its SQE is not in the SQ yet.
     Deferred {
         entry: Box<Entry>,
         len: MemberLen,
         waker: Option<Waker>,
+        lane: u32,
+    },
+    /// A lane op waiting for the lane's earlier ops: its SQE is not in the SQ yet.
+    Queued {
+        entry: Box<Entry>,
+        waker: Option<Waker>,
+        lane: u32,
     },
     /// Final CQE reaped; the result waits for the op future.
     Completed(Cqe),
@@ -81,15 +93,17 @@ pub(crate) enum Lifecycle {
         done: bool,
     },
     /// The op future was dropped while in flight: its resources wait for the final CQE.
-    Orphaned(Box<dyn Orphan>),
+    Orphaned(Box<dyn Orphan>, u32),
 }
 
 impl Lifecycle {
     fn in_flight(&self) -> bool {
         match self {
-            Lifecycle::Submitted { .. } | Lifecycle::Orphaned(_) => true,
+            Lifecycle::Submitted { .. } | Lifecycle::Orphaned(..) => true,
             Lifecycle::Streaming { done, .. } => !done,
-            Lifecycle::Completed(_) | Lifecycle::Deferred { .. } => false,
+            Lifecycle::Completed(_) | Lifecycle::Deferred { .. } | Lifecycle::Queued { .. } => {
+                false
+            }
         }
     }
 }
@@ -124,6 +138,11 @@ pub(crate) struct OpTable {
     /// together: `batch_ends` marks where each group's members end).
     pub(crate) to_push: Vec<Entry>,
     pub(crate) batch_ends: Vec<usize>,
+    /// Lanes, by key (see `lane.rs`).
+    lanes: Slab<LaneState>,
+    /// Lanes with queued ops and nothing in the kernel: the driver pushes them before its
+    /// next enter.
+    pub(crate) lanes_ready: Vec<u32>,
 }
 
 impl OpTable {
@@ -157,6 +176,7 @@ impl OpTable {
                 waker: None,
                 first: None,
                 followers: None,
+                lane: NO_LANE,
             }
         };
         let index = self.slots.insert(Slot { generation, state });
@@ -164,14 +184,19 @@ impl OpTable {
         (u64::from(generation) << 32) | index as u64
     }
 
-    /// Reserve a slot for a group member whose SQE waits for its leader.
-    pub(crate) fn insert_deferred(&mut self, entry: Entry, len: MemberLen) -> u64 {
+    /// Reserve a slot for a group member whose SQE waits for its leader (and then, with a
+    /// `lane` other than `NO_LANE`, for its turn in that lane).
+    pub(crate) fn insert_deferred(&mut self, entry: Entry, len: MemberLen, lane: u32) -> u64 {
         self.generation = (self.generation + 1) & 0x7fff_ffff;
         let generation = self.generation;
+        if lane != NO_LANE {
+            self.lanes[lane as usize].refs += 1;
+        }
         let state = Lifecycle::Deferred {
             entry: Box::new(entry),
             len,
             waker: None,
+            lane,
         };
         let index = self.slots.insert(Slot { generation, state });
         (u64::from(generation) << 32) | index as u64
@@ -199,7 +224,13 @@ impl OpTable {
                 continue; // The member future was dropped: never submitted.
             };
             let state = std::mem::replace(&mut slot.state, Lifecycle::Completed(CANCELED));
-            let Lifecycle::Deferred { entry, len, waker } = state else {
+            let Lifecycle::Deferred {
+                entry,
+                len,
+                waker,
+                lane,
+            } = state
+            else {
                 slot.state = state;
                 continue;
             };
@@ -214,11 +245,32 @@ impl OpTable {
             if let Some(prep) = &f.prep {
                 prep(leader, index, &mut entry);
             }
+            if lane != NO_LANE {
+                // Its turn comes in the lane: queued, pushed by the driver before its next
+                // enter if the lane is idle (so with the group's other members).
+                let l = &mut self.lanes[lane as usize];
+                if l.failed {
+                    if let Some(w) = waker {
+                        self.woken.push(w);
+                    }
+                    lane_unref(&mut self.lanes, lane);
+                    continue; // Completed(CANCELED) already.
+                }
+                slot.state = Lifecycle::Queued {
+                    entry: Box::new(entry),
+                    waker,
+                    lane,
+                };
+                l.queue.push_back(ud);
+                mark_ready(l, lane, &mut self.lanes_ready);
+                continue;
+            }
             self.to_push.push(entry.user_data(ud));
             slot.state = Lifecycle::Submitted {
                 waker,
                 first: None,
                 followers: None,
+                lane: NO_LANE,
             };
             self.in_flight += 1;
         }
@@ -231,9 +283,12 @@ impl OpTable {
             let Some(slot) = slot_in(&mut self.slots, ud) else {
                 continue;
             };
-            if let Lifecycle::Deferred { waker, .. } = &mut slot.state {
+            if let Lifecycle::Deferred { waker, lane, .. } = &mut slot.state {
                 if let Some(w) = waker.take() {
                     self.woken.push(w);
+                }
+                if *lane != NO_LANE {
+                    lane_unref(&mut self.lanes, *lane);
                 }
                 slot.state = Lifecycle::Completed(CANCELED);
             }
@@ -271,7 +326,20 @@ impl OpTable {
                 waker,
                 first,
                 followers,
+                lane,
             } => {
+                if *lane != NO_LANE && first.is_none() {
+                    // The op's result (a notification may follow): the lane may go on.
+                    let lane = *lane;
+                    if more {
+                        *first = Some(cqe);
+                    }
+                    self.lane_result(lane, user_data, result);
+                    if more {
+                        return;
+                    }
+                    return self.complete_final(user_data, cqe);
+                }
                 if more {
                     // The op's result; a notification (or more) follows.
                     if first.is_none() {
@@ -316,17 +384,49 @@ impl OpTable {
                     self.woken.push(w);
                 }
             }
-            Lifecycle::Orphaned(resources) => {
+            Lifecycle::Orphaned(resources, lane) => {
                 resources.orphan_cqe(&cqe);
+                let lane = *lane;
                 if !more {
                     self.in_flight -= 1;
-                    if let Lifecycle::Orphaned(res) = self.remove(user_data) {
+                    if let Lifecycle::Orphaned(res, _) = self.remove(user_data) {
                         self.graveyard.push(res);
                     }
                 }
+                if lane != NO_LANE {
+                    self.lane_result(lane, user_data, result);
+                }
+            }
+            Lifecycle::Queued { .. } => {
+                debug_assert!(false, "CQE for a lane op never submitted {user_data:#x}");
             }
             Lifecycle::Completed(_) => {
                 debug_assert!(false, "CQE after the final CQE for {user_data:#x}");
+            }
+        }
+    }
+
+    /// The single (final) CQE of a lane op, after the lane has seen its result.
+    fn complete_final(&mut self, user_data: u64, cqe: Cqe) {
+        let Some(slot) = slot_in(&mut self.slots, user_data) else {
+            return;
+        };
+        if let Lifecycle::Submitted {
+            waker, followers, ..
+        } = &mut slot.state
+        {
+            if let Some(w) = waker.take() {
+                self.woken.push(w);
+            }
+            let followers = followers.take();
+            slot.state = Lifecycle::Completed(cqe);
+            self.in_flight -= 1;
+            if let Some(f) = followers {
+                if cqe.result >= 0 {
+                    self.release_members(&f, &cqe);
+                } else {
+                    self.cancel_members(&f);
+                }
             }
         }
     }
@@ -343,7 +443,9 @@ impl OpTable {
                 self.remove(user_data);
                 Poll::Ready(cqe)
             }
-            Lifecycle::Submitted { waker, .. } | Lifecycle::Deferred { waker, .. } => {
+            Lifecycle::Submitted { waker, .. }
+            | Lifecycle::Deferred { waker, .. }
+            | Lifecycle::Queued { waker, .. } => {
                 register(waker, cx_waker);
                 Poll::Pending
             }
@@ -391,23 +493,172 @@ impl OpTable {
                     self.remove(user_data);
                     DropOutcome::Release(resources)
                 } else {
-                    slot.state = Lifecycle::Orphaned(resources);
+                    slot.state = Lifecycle::Orphaned(resources, NO_LANE);
                     DropOutcome::Cancel
                 }
             }
-            Lifecycle::Deferred { .. } => {
-                // Never submitted (its leader has not completed): nothing to cancel.
+            Lifecycle::Deferred { lane, .. } | Lifecycle::Queued { lane, .. } => {
+                // Never submitted (its leader has not completed, or its lane's turn has not
+                // come): nothing to cancel. A queued key left in the lane is skipped.
+                let lane = *lane;
                 self.remove(user_data);
+                if lane != NO_LANE {
+                    lane_unref(&mut self.lanes, lane);
+                }
                 DropOutcome::Release(resources)
             }
-            Lifecycle::Submitted { first, .. } => {
+            Lifecycle::Submitted { first, lane, .. } => {
+                let lane = *lane;
+                let result_seen = first.is_some();
                 if let Some(first) = first.take() {
                     resources.orphan_cqe(&first);
                 }
-                slot.state = Lifecycle::Orphaned(resources);
+                slot.state = Lifecycle::Orphaned(resources, lane);
+                if lane != NO_LANE && !result_seen {
+                    // Cancelled mid-way, the op may leave part of its bytes in the stream:
+                    // nothing queued behind it may follow.
+                    self.fail_lane(lane);
+                }
                 DropOutcome::Cancel
             }
-            Lifecycle::Orphaned(_) => unreachable!("op dropped twice"),
+            Lifecycle::Orphaned(..) => unreachable!("op dropped twice"),
+        }
+    }
+
+    /// A new lane with one handle.
+    pub(crate) fn lane_new(&mut self) -> u32 {
+        let key = self.lanes.insert(LaneState::default());
+        self.lanes[key].refs = 1;
+        u32::try_from(key).expect("fewer than 4 billion lanes")
+    }
+
+    /// One more handle on lane `key`.
+    pub(crate) fn lane_retain(&mut self, key: u32) {
+        self.lanes[key as usize].refs += 1;
+    }
+
+    /// A handle on lane `key` is gone.
+    pub(crate) fn lane_release(&mut self, key: u32) {
+        lane_unref(&mut self.lanes, key);
+    }
+
+    pub(crate) fn lane_failed(&self, key: u32) -> bool {
+        self.lanes[key as usize].failed
+    }
+
+    /// Reserve a slot for an op that runs in lane `key` after the lane's earlier ops. In a
+    /// failed lane the op completes at once with `ECANCELED`, never submitted.
+    pub(crate) fn insert_in_lane(&mut self, key: u32, entry: Entry) -> u64 {
+        self.generation = (self.generation + 1) & 0x7fff_ffff;
+        let generation = self.generation;
+        let l = &mut self.lanes[key as usize];
+        let state = if l.failed {
+            Lifecycle::Completed(CANCELED)
+        } else {
+            l.refs += 1;
+            Lifecycle::Queued {
+                entry: Box::new(entry),
+                waker: None,
+                lane: key,
+            }
+        };
+        let index = self.slots.insert(Slot { generation, state });
+        let ud = (u64::from(generation) << 32) | index as u64;
+        let l = &mut self.lanes[key as usize];
+        if !l.failed {
+            l.queue.push_back(ud);
+            mark_ready(l, key, &mut self.lanes_ready);
+        }
+        ud
+    }
+
+    /// Take lane `key`'s queued ops (at most `cap`) for the kernel, as one `IOSQE_IO_LINK`
+    /// chain into `out`, if the lane has nothing in the kernel and has not failed.
+    pub(crate) fn take_lane_batch(&mut self, key: u32, cap: usize, out: &mut Vec<Entry>) {
+        let OpTable {
+            slots,
+            lanes,
+            in_flight,
+            ..
+        } = self;
+        let Some(l) = lanes.get_mut(key as usize) else {
+            return;
+        };
+        l.marked = false;
+        if l.failed || !l.in_flight.is_empty() {
+            return;
+        }
+        while out.len() < cap {
+            let Some(ud) = l.queue.pop_front() else {
+                break;
+            };
+            let Some(slot) = slot_in(slots, ud) else {
+                continue; // Dropped while queued.
+            };
+            let state = std::mem::replace(&mut slot.state, Lifecycle::Completed(CANCELED));
+            let Lifecycle::Queued { entry, waker, .. } = state else {
+                slot.state = state;
+                continue;
+            };
+            let entry = *entry;
+            l.in_flight.push_back((ud, expected_result(&entry)));
+            slot.state = Lifecycle::Submitted {
+                waker,
+                first: None,
+                followers: None,
+                lane: key,
+            };
+            *in_flight += 1;
+            out.push(entry.user_data(ud));
+        }
+        // Ops of one lane run one after another in the kernel too: link them.
+        if let Some((_, init)) = out.split_last_mut() {
+            for e in init {
+                *e = e.clone().flags(io_uring::squeue::Flags::IO_LINK);
+            }
+        }
+    }
+
+    /// The result of lane op `ud` arrived: a failure (an error, or fewer bytes than the SQE
+    /// asked) fails the lane; an emptied chain lets the next queued ops go.
+    fn lane_result(&mut self, key: u32, ud: u64, result: i32) {
+        let Some(l) = self.lanes.get_mut(key as usize) else {
+            return;
+        };
+        let Some(pos) = l.in_flight.iter().position(|&(u, _)| u == ud) else {
+            return; // A notification, or a CQE after the result.
+        };
+        let (_, expect) = l.in_flight.remove(pos).expect("found");
+        let failed = result < 0 || expect.is_some_and(|e| result as u32 != e);
+        if failed {
+            self.fail_lane(key);
+        }
+        let l = &mut self.lanes[key as usize];
+        if l.in_flight.is_empty() && !l.queue.is_empty() {
+            mark_ready(l, key, &mut self.lanes_ready);
+        }
+        lane_unref(&mut self.lanes, key);
+    }
+
+    /// Fail lane `key`: its queued ops complete with `ECANCELED`, never submitted, and so do
+    /// ops queued later.
+    fn fail_lane(&mut self, key: u32) {
+        let Some(l) = self.lanes.get_mut(key as usize) else {
+            return;
+        };
+        l.failed = true;
+        let queued = std::mem::take(&mut l.queue);
+        for ud in queued {
+            let Some(slot) = slot_in(&mut self.slots, ud) else {
+                continue;
+            };
+            if let Lifecycle::Queued { waker, .. } = &mut slot.state {
+                if let Some(w) = waker.take() {
+                    self.woken.push(w);
+                }
+                slot.state = Lifecycle::Completed(CANCELED);
+                lane_unref(&mut self.lanes, key);
+            }
         }
     }
 
@@ -440,6 +691,23 @@ const CANCELED: Cqe = Cqe {
     flags: 0,
     notif: None,
 };
+
+/// Drop one reference to lane `key`; the last one removes it.
+fn lane_unref(lanes: &mut Slab<LaneState>, key: u32) {
+    let l = &mut lanes[key as usize];
+    l.refs -= 1;
+    if l.refs == 0 {
+        lanes.remove(key as usize);
+    }
+}
+
+/// Queue lane `key` for the driver's next flush, once.
+fn mark_ready(l: &mut LaneState, key: u32, ready: &mut Vec<u32>) {
+    if !l.marked && l.in_flight.is_empty() {
+        l.marked = true;
+        ready.push(key);
+    }
+}
 
 #[inline]
 fn slot_in(slots: &mut Slab<Slot>, user_data: u64) -> Option<&mut Slot> {

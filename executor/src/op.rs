@@ -70,6 +70,33 @@ impl<T: Completable> Op<T> {
         }
     }
 
+    /// Submit `entry` into `lane`: it reaches the kernel after every op submitted into the
+    /// lane before it has finished, chained with the ops queued with it (see [`Lane`]). In
+    /// a failed lane the op completes with `ECANCELED` without being submitted.
+    ///
+    /// # Panics
+    /// Outside a ringleader runtime, or if `lane` belongs to another core.
+    ///
+    /// # Safety
+    /// As for [`Op::submit`].
+    ///
+    /// [`Lane`]: crate::Lane
+    pub unsafe fn submit_in(lane: &crate::Lane, entry: Entry, data: T) -> Self {
+        let (driver, user_data) = DriverRef::current_with(|d| {
+            let key = lane.key_for(DriverRef::of(d));
+            // The entry waits in its slot until its turn; its pointers stay valid because
+            // `data` is stored in this `Op` (or its slot) until the final CQE, or released
+            // unsubmitted.
+            d.ops.insert_in_lane(key, entry)
+        });
+        Op {
+            driver,
+            user_data,
+            data: Some(data),
+            settle: false,
+        }
+    }
+
     /// Make dropping this op *wait* until the kernel is done with it: the drop cancels the
     /// op and drives the ring until its final CQE, instead of returning at once.
     ///

@@ -34,6 +34,10 @@ pub struct Stats {
     /// Batches in which group members were pushed (one per group, unless a group had more
     /// members than the SQ has entries).
     pub group_batches: u64,
+    /// Lane chains pushed (each one `IOSQE_IO_LINK` chain of a lane's queued ops).
+    pub lane_chains: u64,
+    /// Ops pushed through lanes.
+    pub lane_ops: u64,
     /// Ops waiting for a CQE now.
     pub ops_in_flight: u64,
     /// Op slots occupied now (in flight, or completed and not yet collected).

@@ -127,3 +127,16 @@ pub(crate) fn sqe_set_len(entry: &mut io_uring::squeue::Entry, len: u32) {
             .write_unaligned(len);
     }
 }
+
+/// The `len` field of an SQE.
+pub(crate) fn sqe_len(entry: &io_uring::squeue::Entry) -> u32 {
+    // SAFETY: `Entry` is `#[repr(C)]` around the 64-byte `io_uring_sqe` (asserted above), in
+    // which `len` is the `u32` at byte 24; any bit pattern is a valid `u32`.
+    unsafe {
+        (entry as *const io_uring::squeue::Entry)
+            .cast::<u8>()
+            .add(SQE_LEN_OFFSET)
+            .cast::<u32>()
+            .read_unaligned()
+    }
+}

@@ -162,6 +162,21 @@ impl<'l> IntoFuture for Group<'l> {
         let n = members.len();
         let state = match place(&members, shape) {
             Err(e) => State::Refused(Some(e), n),
+            Ok(_)
+                if linked
+                    && members
+                        .iter()
+                        .any(|m| m.lane.is_some() || m.prefixed().is_some()) =>
+            {
+                State::Refused(
+                    Some(invalid(
+                        "linked mode chains the members in the kernel itself: it takes no \
+                         member in a lane and no send_prefixed"
+                            .into(),
+                    )),
+                    n,
+                )
+            }
             Ok(_) if linked && matches!(leader.kind, LeaderKind::Recv { .. }) => State::Refused(
                 Some(invalid(
                     "linked mode needs a leader whose short result breaks the kernel chain \
@@ -256,7 +271,7 @@ impl Plan {
                     built
                         .iov
                         .filter(|_| p.follows)
-                        .and_then(|iov| Fixup::new(iov, &p.member)),
+                        .map(|iov| Fixup::new(iov, &p.member, p.off, p.max)),
                 );
                 MemberSpec {
                     entry: built.entry,
@@ -270,6 +285,7 @@ impl Plan {
                         MemberLen::AsBuilt
                     },
                     data: built.hold,
+                    lane: p.member.lane.clone(),
                 }
             })
             .collect();

@@ -9,6 +9,8 @@
 //!   [`Pick`] that owns that buffer until the last holder is gone;
 //! - a vectored member's iovec array (a `Vec`'s heap memory, which does not move with it), which
 //!   its `Hold` owns and which points into the lease slot as above;
+//! - a prefixed send's `msghdr` (a `Vec` it owns too) pointing at its iovecs: the prefix
+//!   (an `Rc<[u8]>` the `Hold` keeps) and a range of the lease slot;
 //!
 //! and names only fds whose owners the `Hold` references ([`FdHold`], [`PipeRef`]). The
 //! executor keeps an op's data until its final CQE whatever happens to the future (dropped:
@@ -32,6 +34,9 @@ pub(crate) struct Hold {
     _pipe: Option<PipeRef>,
     /// A vectored member's iovecs (the SQE points at them; see `vectored.rs`).
     _iov: Option<Vec<libc::iovec>>,
+    /// A prefixed send's message header (the SQE points at it) and prefix bytes.
+    _msg: Option<Vec<libc::msghdr>>,
+    _prefix: Option<Rc<[u8]>>,
     pick: Option<Rc<Pick>>,
 }
 
@@ -53,6 +58,13 @@ impl Hold {
     /// Also own the iovecs a vectored SQE points at.
     pub(crate) fn with_iov(mut self, iov: Vec<libc::iovec>) -> Hold {
         self._iov = Some(iov);
+        self
+    }
+
+    /// Also own a prefixed send's message header and prefix.
+    pub(crate) fn with_msg(mut self, msg: Vec<libc::msghdr>, prefix: Rc<[u8]>) -> Hold {
+        self._msg = Some(msg);
+        self._prefix = Some(prefix);
         self
     }
 

@@ -6,6 +6,7 @@
 //! naming the members; nothing is submitted.
 
 use std::io;
+use std::rc::Rc;
 
 use io_uring::squeue::Entry;
 use ringleader_buf::LeaseRef;
@@ -53,6 +54,33 @@ impl Placed {
     ) -> Built {
         let hold = Hold::new(Some(keep.clone()), Some(self.member.fd()));
         let len = leader_result.map_or(self.max, |r| self.len_after(r));
+        if let Some((fd, prefix)) = self.member.prefixed() {
+            // Two iovecs (the prefix, then the lease range) in a `Vec`, a `msghdr` pointing
+            // at them in another: both heap arrays the `Hold` owns, which stay put when it
+            // moves.
+            let mut iov = vec![
+                libc::iovec {
+                    iov_base: prefix.as_ptr().cast_mut().cast(),
+                    iov_len: prefix.len(),
+                },
+                libc::iovec {
+                    iov_base: base.wrapping_add(self.off).cast(),
+                    iov_len: len,
+                },
+            ];
+            // SAFETY: `msghdr` is plain data; all zeroes is a valid empty header.
+            let mut msg: Vec<libc::msghdr> = vec![unsafe { std::mem::zeroed() }];
+            msg[0].msg_iov = iov.as_mut_ptr();
+            msg[0].msg_iovlen = 2;
+            let entry = sqe::sendmsg(fd, msg.as_ptr(), self.member.send_flags());
+            // The lease iovec, for the prep hook (its length follows the leader).
+            let data_iov = iov.as_mut_ptr().wrapping_add(1);
+            return Built {
+                entry,
+                hold: hold.with_iov(iov).with_msg(msg, Rc::clone(prefix)),
+                iov: Some(data_iov),
+            };
+        }
         match self.member.ranges() {
             None => {
                 let ptr = base.wrapping_add(self.off);

@@ -180,6 +180,7 @@ impl PipeGroupFuture<'_> {
                         MemberLen::AsBuilt
                     },
                     data: hold,
+                    lane: None,
                 }
             })
             .collect();

@@ -134,7 +134,7 @@ pub fn send<'a>(sock: &impl IoFd, src: impl Into<LeaseSlice<'a>>) -> LeaseIo<'a>
     let src = src.into();
     let (ptr, len, _) = src.raw();
     let fd = sock.fd_hold();
-    let entry = sqe::send(fd.raw, ptr, sqe::len32(len));
+    let entry = sqe::send(fd.raw, ptr, sqe::len32(len), 0);
     submit(entry, Hold::new(Some(src.keep()), Some(fd)), None, false)
 }
 
@@ -146,7 +146,7 @@ pub fn send_zc<'a>(sock: &impl IoFd, src: impl Into<LeaseSlice<'a>>) -> LeaseIo<
     let src = src.into();
     let (ptr, len, index) = src.raw();
     let fd = sock.fd_hold();
-    let entry = sqe::send_zc(fd.raw, ptr, sqe::len32(len), index);
+    let entry = sqe::send_zc(fd.raw, ptr, sqe::len32(len), index, 0);
     submit(entry, Hold::new(Some(src.keep()), Some(fd)), None, false)
 }
 

@@ -140,9 +140,14 @@ impl IntoFuture for RecvGroup {
             Ok(p) if p.iter().any(|p| p.member.writes_lease()) => State::Refused(Some(invalid(
                 "a recv group's members must read the received buffer, not write into it".into(),
             ))),
-            Ok(p) if p.iter().any(|p| p.member.ranges().is_some()) => State::Refused(Some(
-                invalid("a recv group takes no vectored member (writev_fixed)".into()),
-            )),
+            Ok(p)
+                if p.iter()
+                    .any(|p| p.member.ranges().is_some() || p.member.prefixed().is_some()) =>
+            {
+                State::Refused(Some(invalid(
+                    "a recv group takes no vectored member (writev_fixed, send_prefixed)".into(),
+                )))
+            }
             Ok(p) => State::Planned(Rc::new(p)),
         };
         RecvGroupFuture {
@@ -204,6 +209,7 @@ impl RecvGroupFuture {
                     entry: sqe::nop(),
                     len: MemberLen::AsBuilt,
                     data: hold,
+                    lane: p.member.lane.clone(),
                 }
             })
             .collect();

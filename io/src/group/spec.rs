@@ -9,6 +9,7 @@ use std::ops::{Bound, Range, RangeBounds};
 use std::rc::Rc;
 
 use io_uring::squeue::Entry;
+use ringleader_executor::Lane;
 
 use super::fd::{FdHold, IoFd};
 use super::sqe;
@@ -102,6 +103,7 @@ pub struct Member {
     pub(crate) kind: MemberKind,
     pub(crate) start: usize,
     pub(crate) end: Option<usize>,
+    pub(crate) lane: Option<Lane>,
 }
 
 #[derive(Clone)]
@@ -119,6 +121,11 @@ pub(crate) enum MemberKind {
     },
     SendZc {
         fd: FdHold,
+    },
+    /// `prefix`, then the member's lease range, in one `SENDMSG` (see `layout.rs`).
+    SendPrefixed {
+        fd: FdHold,
+        prefix: Rc<[u8]>,
     },
     ReadFixed {
         fd: FdHold,
@@ -141,6 +148,7 @@ impl Member {
             kind,
             start: 0,
             end: None,
+            lane: None,
         }
     }
 
@@ -172,6 +180,26 @@ impl Member {
     /// kernel's notification, so the group, and the lease slot, are held until then (G3).
     pub fn send_zc(sock: &impl IoFd) -> Member {
         Member::new(MemberKind::SendZc { fd: sock.fd_hold() })
+    }
+
+    /// Send `prefix` (a protocol header, say), then the lease, in one `IORING_OP_SENDMSG`
+    /// (Linux 5.3) of two iovecs: the bytes leave back to back, with no copy of the lease.
+    /// The member owns its prefix; its lease range follows the leader as a send's does.
+    /// Not in a [`RecvGroup`](super::RecvGroup) nor in linked mode.
+    pub fn send_prefixed(sock: &impl IoFd, prefix: impl Into<Rc<[u8]>>) -> Member {
+        Member::new(MemberKind::SendPrefixed {
+            fd: sock.fd_hold(),
+            prefix: prefix.into(),
+        })
+    }
+
+    /// Run this member in `lane`: it reaches the kernel once the leader completed **and**
+    /// the lane's earlier ops finished, never interleaved with them (see [`Lane`]). For the
+    /// sends of many groups (and other tasks) on one stream socket. Sends in a lane use
+    /// `MSG_WAITALL`; one that fails or sends short fails the lane. Not in linked mode.
+    pub fn in_lane(mut self, lane: &Lane) -> Member {
+        self.lane = Some(lane.clone());
+        self
     }
 
     /// Write several ranges of the lease, in order, to `fd` at `pos` in one op
@@ -236,6 +264,7 @@ impl Member {
             | MemberKind::Write { fd, .. }
             | MemberKind::Send { fd }
             | MemberKind::SendZc { fd }
+            | MemberKind::SendPrefixed { fd, .. }
             | MemberKind::ReadFixed { fd, .. }
             | MemberKind::Recv { fd }
             | MemberKind::WritevFixed { fd, .. } => fd.clone(),
@@ -264,11 +293,30 @@ impl Member {
         match &self.kind {
             MemberKind::WriteFixed { fd, pos } => sqe::write(fd.raw, ptr, len, index, *pos),
             MemberKind::Write { fd, pos } => sqe::write(fd.raw, ptr, len, None, *pos),
-            MemberKind::Send { fd } => sqe::send(fd.raw, ptr, len),
-            MemberKind::SendZc { fd } => sqe::send_zc(fd.raw, ptr, len, index),
+            MemberKind::Send { fd } => sqe::send(fd.raw, ptr, len, self.send_flags()),
+            MemberKind::SendZc { fd } => sqe::send_zc(fd.raw, ptr, len, index, self.send_flags()),
             MemberKind::ReadFixed { fd, pos } => sqe::read(fd.raw, ptr, len, index, *pos),
             MemberKind::Recv { fd } => sqe::recv(fd.raw, ptr, len),
-            MemberKind::WritevFixed { .. } => unreachable!("vectored members have iovecs"),
+            MemberKind::WritevFixed { .. } | MemberKind::SendPrefixed { .. } => {
+                unreachable!("vectored members have iovecs")
+            }
+        }
+    }
+
+    /// Extra `MSG_*` flags of a send: `MSG_WAITALL` in a lane (whole or failed).
+    pub(crate) fn send_flags(&self) -> i32 {
+        if self.lane.is_some() {
+            libc::MSG_WAITALL
+        } else {
+            0
+        }
+    }
+
+    /// A prefixed send's socket and prefix.
+    pub(crate) fn prefixed(&self) -> Option<(std::os::fd::RawFd, &Rc<[u8]>)> {
+        match &self.kind {
+            MemberKind::SendPrefixed { fd, prefix } => Some((fd.raw, prefix)),
+            _ => None,
         }
     }
 
@@ -278,6 +326,7 @@ impl Member {
             MemberKind::Write { .. } => "write",
             MemberKind::Send { .. } => "send",
             MemberKind::SendZc { .. } => "send_zc",
+            MemberKind::SendPrefixed { .. } => "send_prefixed",
             MemberKind::ReadFixed { .. } => "read_fixed",
             MemberKind::Recv { .. } => "recv",
             MemberKind::WritevFixed { .. } => "writev_fixed",

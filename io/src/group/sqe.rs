@@ -44,19 +44,32 @@ pub(crate) fn writev(
     }
 }
 
-/// `IORING_OP_SEND` (Linux 5.6), never raising `SIGPIPE`.
-pub(crate) fn send(fd: RawFd, ptr: *const u8, len: u32) -> Entry {
+/// `IORING_OP_SEND` (Linux 5.6) with `flags`, never raising `SIGPIPE`.
+pub(crate) fn send(fd: RawFd, ptr: *const u8, len: u32, flags: i32) -> Entry {
     opcode::Send::new(Fd(fd), ptr, len)
-        .flags(libc::MSG_NOSIGNAL)
+        .flags(flags | libc::MSG_NOSIGNAL)
+        .build()
+}
+
+/// `IORING_OP_SENDMSG` (Linux 5.3) of `msg` with `flags`, never raising `SIGPIPE`.
+pub(crate) fn sendmsg(fd: RawFd, msg: *const libc::msghdr, flags: i32) -> Entry {
+    opcode::SendMsg::new(Fd(fd), msg)
+        .flags((flags | libc::MSG_NOSIGNAL) as u32)
         .build()
 }
 
 /// `IORING_OP_SEND_ZC` (Linux 6.0), with `IORING_RECVSEND_FIXED_BUF` from a registered
 /// buffer. Posts a notification CQE after its result; the executor completes the op there.
-pub(crate) fn send_zc(fd: RawFd, ptr: *const u8, len: u32, index: Option<u16>) -> Entry {
+pub(crate) fn send_zc(
+    fd: RawFd,
+    ptr: *const u8,
+    len: u32,
+    index: Option<u16>,
+    flags: i32,
+) -> Entry {
     opcode::SendZc::new(Fd(fd), ptr, len)
         .buf_index(index)
-        .flags(libc::MSG_NOSIGNAL)
+        .flags(flags | libc::MSG_NOSIGNAL)
         .build()
 }
 

@@ -44,12 +44,15 @@ pub(crate) struct Fixup {
 }
 
 impl Fixup {
-    /// Remember `iov`, the start of the array in the member's `Hold`, for the hook.
-    pub(crate) fn new(iov: *mut libc::iovec, member: &Member) -> Option<Fixup> {
-        Some(Fixup {
-            iov,
-            ranges: Rc::clone(member.ranges()?),
-        })
+    /// Remember `iov`, the start of the array in the member's `Hold`, for the hook: the
+    /// member's ranges, or for a prefixed send its one lease range `off..off + max` (its
+    /// `iov` is then the lease iovec, after the prefix's).
+    pub(crate) fn new(iov: *mut libc::iovec, member: &Member, off: usize, max: usize) -> Fixup {
+        let ranges = match member.ranges() {
+            Some(r) => Rc::clone(r),
+            None => Rc::from([(off, off + max)]),
+        };
+        Fixup { iov, ranges }
     }
 }
 

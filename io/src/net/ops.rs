@@ -102,6 +102,26 @@ pub(crate) fn send<B: IoBuf>(sock: &Rc<Socket>, buf: B, off: usize, flags: i32) 
     unsafe { Op::submit(entry, data) }
 }
 
+/// Send all of `buf[..bytes_init]` in `lane`, after the lane's earlier ops
+/// (`IORING_OP_SEND` with `MSG_WAITALL`, so it completes whole or fails the lane).
+pub(crate) fn send_in<B: IoBuf>(
+    sock: &Rc<Socket>,
+    lane: &ringleader_executor::Lane,
+    buf: B,
+) -> Op<Send<B>> {
+    let len = buf.bytes_init().min(u32::MAX as usize) as u32;
+    let entry = opcode::Send::new(types::Fd(sock.raw()), buf.stable_ptr(), len)
+        .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
+        .build();
+    let data = Send {
+        _sock: Rc::clone(sock),
+        buf,
+    };
+    // SAFETY: the pointer covers `len` initialised bytes of the buffer's stable heap memory,
+    // owned by the op's data until the final CQE (while queued in the lane too).
+    unsafe { Op::submit_in(lane, entry, data) }
+}
+
 /// Resources of a zero-copy send: the socket and the buffer the NIC/stack may read until the
 /// notification CQE.
 #[derive(Debug)]

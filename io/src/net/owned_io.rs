@@ -12,7 +12,7 @@ use std::future::Future;
 use std::rc::Rc;
 
 use ringleader_buf::{BufResult, IoBuf, IoBufMut};
-use ringleader_executor::Op;
+use ringleader_executor::{Lane, Op};
 
 use super::ops::{self, Recv, Send};
 use super::socket::Socket;
@@ -65,5 +65,31 @@ pub trait OwnedIo: sealed::HasSocket {
     /// (`IORING_OP_SEND` with `MSG_WAITALL`, Linux 5.6).
     fn write_all<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<(), B>> + 'static {
         ops::write_all(Rc::clone(self.socket()), buf)
+    }
+
+    /// Send all of `buf`'s initialised bytes in `lane`: after every op submitted into the
+    /// lane before it, whole, never interleaved with the lane's other sends
+    /// (`IORING_OP_SEND` with `MSG_WAITALL`, linked with the ops queued with it; see
+    /// [`Lane`]). The result is the byte count; fewer bytes than asked, or an error, fails
+    /// the lane, and later ops of the lane complete with `ECANCELED`.
+    ///
+    /// ```
+    /// use ringleader_executor::Lane;
+    /// use ringleader_io::net::{OwnedIo, UnixStream};
+    ///
+    /// ringleader_executor::block_on(async {
+    ///     let (a, b) = UnixStream::pair().unwrap();
+    ///     let lane = Lane::new();
+    ///     let first = a.send_in(&lane, b"one ".to_vec());
+    ///     let second = a.send_in(&lane, b"two".to_vec());
+    ///     let (r2, r1) = futures::join!(second, first);
+    ///     assert_eq!((r1.0.unwrap(), r2.0.unwrap()), (4, 3));
+    ///     let (res, buf) = b.read_exact(vec![0u8; 7]).await;
+    ///     res.unwrap();
+    ///     assert_eq!(buf, b"one two");
+    /// });
+    /// ```
+    fn send_in<B: IoBuf>(&self, lane: &Lane, buf: B) -> Op<Send<B>> {
+        ops::send_in(self.socket(), lane, buf)
     }
 }
