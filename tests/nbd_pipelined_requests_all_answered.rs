@@ -20,6 +20,13 @@ fn pipelined_requests_with_ring_writes_are_all_answered() {
     pipelined(&["--ring-writes"]);
 }
 
+/// Every READ as a group whose reply (head + data in one SENDMSG) the ring sends in the
+/// connection's lane, interleaved with the writer's batched write replies: frames stay whole.
+#[test]
+fn pipelined_requests_with_group_reads_are_all_answered() {
+    pipelined(&["--read-path", "group"]);
+}
+
 fn pipelined(extra: &[&str]) {
     let image = sparse_file("pipeline", SIZE);
     let mut args = vec!["--image", image.path().to_str().unwrap()];

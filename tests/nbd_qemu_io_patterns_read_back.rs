@@ -54,6 +54,12 @@ fn patterns_read_back_with_ring_writes() {
     patterns(&["--ring-writes"]);
 }
 
+/// Every READ (1 byte to over 1 MiB) as a group sent by the ring in the connection's lane.
+#[test]
+fn patterns_read_back_with_group_reads() {
+    patterns(&["--read-path", "group"]);
+}
+
 fn patterns(extra: &[&str]) {
     if !have("qemu-io") {
         return;

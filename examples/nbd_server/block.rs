@@ -16,10 +16,10 @@
 use std::io;
 use std::ops::Deref;
 
-use ringleader::BufResult;
 use ringleader::buf::{AlignedBuf, FixedPool, IoBuf, Lease};
-use ringleader::group::{self, LeaseExt};
+use ringleader::group::{Group, Member};
 use ringleader::net::{OwnedIo, TcpStream};
+use ringleader::{BufResult, Lane};
 
 /// Alignment of heap blocks: a page, which satisfies every `O_DIRECT` memory alignment.
 pub const HEAP_ALIGN: usize = 4096;
@@ -67,25 +67,31 @@ impl Block {
         }
     }
 
-    /// Send all of the block's data on `stream`: a lease of at least `zc_threshold` bytes by
-    /// `SEND_ZC` from its fixed buffer (what a short zero-copy send leaves goes by plain
-    /// sends), everything else by plain sends.
-    pub async fn send_all(self, stream: &TcpStream, zc_threshold: usize) -> io::Result<()> {
-        match self {
-            Block::Lease(l) if l.len() >= zc_threshold => {
-                let mut sent = 0;
-                while sent < l.len() {
-                    match group::send_zc(stream, l.view(sent..)).await {
-                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(n) => sent += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(())
+    /// Send all of the block's data on `stream` in `lane` (whole, or the lane fails): a
+    /// lease of at least `zc_threshold` bytes by `SEND_ZC` from its fixed buffer (a group of
+    /// a bare lease with one member), everything else by plain sends.
+    pub async fn send_all(
+        self,
+        stream: &TcpStream,
+        lane: &Lane,
+        zc_threshold: usize,
+    ) -> io::Result<()> {
+        let want = self.len();
+        let sent = match self {
+            Block::Lease(mut l) if want >= zc_threshold => {
+                let out = Group::new(&mut l)
+                    .member(Member::send_zc(stream).in_lane(lane))
+                    .await
+                    .check()?;
+                out.members.into_iter().next().expect("one member")?
             }
-            Block::Lease(l) => stream.write_all(l).await.0,
-            Block::Heap(h) => stream.write_all(h).await.0,
+            Block::Lease(l) => stream.send_in(lane, l).await.0?,
+            Block::Heap(h) => stream.send_in(lane, h).await.0?,
+        };
+        if sent == want {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::WriteZero.into())
         }
     }
 }

@@ -30,10 +30,12 @@ use std::io;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use ringleader::buf::IoBuf;
+use ringleader::buf::{IoBuf, Lease};
+use ringleader::group::{Group, Leader, Member};
 use ringleader::net::{OwnedIo, TcpStream};
 use ringleader::spawn;
 
+use crate::block::Block;
 use crate::export::Export;
 use crate::proto::*;
 use crate::reply::{self, Frame, Replies};
@@ -56,6 +58,9 @@ const COPY_IN_MAX: usize = 16 << 10;
 pub struct Session {
     pub structured: bool,
     pub zc_threshold: usize,
+    /// READs of at least this many bytes are groups whose reply the ring sends (see
+    /// [`read_as_group`]); smaller ones go through the batching writer.
+    pub read_group_min: usize,
 }
 
 /// How the reader ended.
@@ -211,19 +216,37 @@ impl Reader<'_> {
         let permit = self.window.acquire(bytes).await;
         let (export, replies) = (Rc::clone(self.export), Rc::clone(self.replies));
         let structured = self.session.structured;
+        let group_stream = (req.kind == CMD_READ
+            && req.len as usize >= self.session.read_group_min)
+            .then(|| Rc::clone(self.stream));
         spawn(async move {
             let fua = req.flags & CMD_FLAG_FUA != 0;
             let (pos, len) = (req.offset, u64::from(req.len));
+            let head = || {
+                if structured {
+                    Head::offset_data(req.handle, pos, req.len)
+                } else {
+                    Head::simple(req.handle, 0)
+                }
+            };
+            if let Some(stream) = group_stream {
+                if let Block::Lease(lease) = export.block(req.len as usize) {
+                    let res = read_as_group(&export, &stream, &replies, lease, pos, head()).await;
+                    if let Err(e) = res {
+                        replies.push(Frame {
+                            permit: Some(permit),
+                            ..error_frame(structured, req.handle, e, b"read failed")
+                        });
+                    }
+                    return;
+                }
+                // No registered buffer free now: the writer's path, from a heap block.
+            }
             let (res, what): (_, &'static [u8]) = match req.kind {
                 CMD_READ => match export.read(req.len as usize, pos).await {
                     Ok(data) => {
-                        let head = if structured {
-                            Head::offset_data(req.handle, pos, req.len)
-                        } else {
-                            Head::simple(req.handle, 0)
-                        };
                         return replies.push(Frame {
-                            head,
+                            head: head(),
                             tail: b"",
                             data: Some(data),
                             permit: Some(permit),
@@ -315,6 +338,35 @@ impl Reader<'_> {
             n -= step;
         }
         Ok(())
+    }
+}
+
+/// A READ as one group on a registered lease: the leader `READ_FIXED`s the image into it;
+/// one member sends the reply head and the data in one `SENDMSG` (two iovecs, no copy) in
+/// the connection's send lane, so the driver pushes it as soon as the read's CQE is reaped,
+/// without waking this task, and it never interleaves with the writer's sends.
+///
+/// A read error fails the leader and the member never runs: the caller sends an error reply
+/// instead. A short read (the image shrank under the server; its size is checked at
+/// start-up) cannot change the length the head announces: zero-fill mode sends zeros for
+/// the missing tail, as a hole would read. A failed send fails the lane, and with it the
+/// writer's next send, which shuts the connection down.
+async fn read_as_group(
+    export: &Export,
+    stream: &TcpStream,
+    replies: &Replies,
+    mut lease: Lease,
+    pos: u64,
+    head: Head,
+) -> Result<(), NbdError> {
+    let out = Group::new(&mut lease)
+        .leader(Leader::read_fixed(&*export.image, pos))
+        .member(Member::send_prefixed(stream, head.as_bytes()).in_lane(replies.lane()))
+        .zero_fill()
+        .await;
+    match out.leader {
+        Err(e) => Err(NbdError::from_io(&e)),
+        Ok(_) => Ok(()),
     }
 }
 

@@ -82,6 +82,12 @@ USAGE: nbd_server [OPTIONS]
                         hand-off but stalls the core while the kernel throttles writers
   --zc-threshold BYTES  send READ data of at least this size with SEND_ZC from the registered
                         buffer [default: off: on loopback it only adds cost; see reply.rs]
+  --read-path PATH      `group`: a READ is one group, READ_FIXED into a registered buffer
+                        whose reply (head + data, one SENDMSG) the ring sends in the
+                        connection's send lane at the read's completion; `batch`: read, then
+                        the connection's writer copies replies up to 64 KiB into batched
+                        sends; `auto`: group above 64 KiB, batch up to it (measured fastest:
+                        one send for many small replies beats a send each) [default: auto]
   -h, --help            this text
 
 The first stdout line is `nbd_server: listening on ADDR (...)`; the next says how to
@@ -102,6 +108,7 @@ struct Args {
     readonly: bool,
     ring_writes: bool,
     zc_threshold: usize,
+    read_group_min: usize,
 }
 
 /// `Ok(None)`: help was asked for.
@@ -116,6 +123,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
         readonly: false,
         ring_writes: false,
         zc_threshold: usize::MAX,
+        read_group_min: reply::COPY_MAX + 1,
     };
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
@@ -151,6 +159,14 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
                     .and_then(|n| usize::try_from(n).ok())
                     .ok_or_else(|| format!("--zc-threshold {v:?}: expected a size"))?;
             }
+            "--read-path" => {
+                a.read_group_min = match value("--read-path")?.as_str() {
+                    "group" => 0,
+                    "batch" => usize::MAX,
+                    "auto" => reply::COPY_MAX + 1,
+                    v => return Err(format!("--read-path {v:?}: expected group, batch or auto")),
+                }
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -185,16 +201,23 @@ struct CoreSetup {
     readonly: bool,
     ring_writes: bool,
     zc_threshold: usize,
+    read_group_min: usize,
 }
 
 /// One client, from handshake to close.
-async fn connection(stream: TcpStream, export: Rc<Export>, zc_threshold: usize) {
+async fn connection(
+    stream: TcpStream,
+    export: Rc<Export>,
+    zc_threshold: usize,
+    read_group_min: usize,
+) {
     let _ = stream.set_nodelay(true);
     match handshake::negotiate(&stream, &export).await {
         Ok(Outcome::Transmit { structured }) => {
             let session = conn::Session {
                 structured,
                 zc_threshold,
+                read_group_min,
             };
             conn::transmission(Rc::new(stream), export, session).await;
         }
@@ -257,9 +280,13 @@ fn listen_on(
         let mut incoming = listener.incoming();
         while let Some(conn) = incoming.next().await {
             match conn {
-                Ok(stream) => {
-                    spawn(connection(stream, Rc::clone(&export), setup.zc_threshold)).detach()
-                }
+                Ok(stream) => spawn(connection(
+                    stream,
+                    Rc::clone(&export),
+                    setup.zc_threshold,
+                    setup.read_group_min,
+                ))
+                .detach(),
                 // ECONNABORTED, EMFILE, ...: the stream re-arms; keep serving.
                 Err(e) => eprintln!("nbd_server: core {core}: accept: {e}"),
             }
@@ -289,6 +316,7 @@ fn run(args: Args) -> Result<(), String> {
         readonly: args.readonly,
         ring_writes: args.ring_writes,
         zc_threshold: args.zc_threshold,
+        read_group_min: args.read_group_min,
     });
     let (tx, rx) = mpsc::channel();
     // Core 0 binds first, so that port 0 becomes one port every other core then shares.

@@ -1,10 +1,13 @@
-//! The reply writer: one task per connection that owns the socket's send side and puts
-//! whole reply frames on the wire, one after another, in the order requests finished.
+//! The reply writer: one task per connection that puts whole reply frames on the wire, in
+//! the order requests finished.
 //!
 //! Request tasks finish in any order (the protocol allows replies out of order) and push a
 //! [`Frame`] each. Frames must never interleave on the wire, and concurrent sends on one TCP
 //! socket may (a send that meets a full socket buffer is resumed later, after another op's
-//! bytes). So exactly one task sends. It takes every frame queued since its last send and:
+//! bytes). So every send of the connection goes through its [`Lane`]: the writer's, and
+//! those of READ groups (`conn.rs`, `read_as_group`), which the ring pushes at the read's
+//! completion without this task. The lane runs them one after another, whole. The writer
+//! takes every frame queued since its last send and:
 //!
 //! - copies small frames (heads, error messages, data up to [`COPY_MAX`]) into one batch
 //!   buffer sent with one `IORING_OP_SEND`: at queue depth 32, the replies that completed in
@@ -37,6 +40,7 @@ use std::net::Shutdown;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
+use ringleader::Lane;
 use ringleader::net::{OwnedIo, TcpStream};
 
 use crate::block::Block;
@@ -64,9 +68,16 @@ pub struct Replies {
     waker: Cell<Option<Waker>>,
     closed: Cell<bool>,
     failed: Cell<bool>,
+    /// Orders every send of the connection.
+    lane: Lane,
 }
 
 impl Replies {
+    /// The connection's send lane.
+    pub fn lane(&self) -> &Lane {
+        &self.lane
+    }
+
     /// Queue a frame (dropped at once if the connection already failed).
     pub fn push(&self, frame: Frame) {
         if self.failed.get() {
@@ -116,7 +127,7 @@ pub async fn run(stream: Rc<TcpStream>, replies: Rc<Replies>, zc_threshold: usiz
     let mut frames = Vec::new();
     let mut batch = Vec::with_capacity(BATCH_MAX + COPY_MAX + 64);
     while replies.next_batch(&mut frames).await {
-        match send_frames(&stream, &mut frames, batch, zc_threshold).await {
+        match send_frames(&stream, &replies.lane, &mut frames, batch, zc_threshold).await {
             Some(b) => batch = b,
             None => {
                 frames.clear();
@@ -131,6 +142,7 @@ pub async fn run(stream: Rc<TcpStream>, replies: Rc<Replies>, zc_threshold: usiz
 /// Send `frames` in order; the batch buffer comes back empty, or `None` if a send failed.
 async fn send_frames(
     stream: &TcpStream,
+    lane: &Lane,
     frames: &mut Vec<Frame>,
     mut batch: Vec<u8>,
     zc_threshold: usize,
@@ -146,27 +158,31 @@ async fn send_frames(
         batch.extend_from_slice(tail);
         match data {
             Some(data) if data.len() > COPY_MAX => {
-                batch = flush(stream, batch).await?;
-                data.send_all(stream, zc_threshold).await.ok()?;
+                batch = flush(stream, lane, batch).await?;
+                data.send_all(stream, lane, zc_threshold).await.ok()?;
             }
             Some(data) => batch.extend_from_slice(&data),
             None => {}
         }
         if batch.len() >= BATCH_MAX {
-            batch = flush(stream, batch).await?;
+            batch = flush(stream, lane, batch).await?;
         }
         // This frame's bytes are on their way: its share of the window is free.
         drop(permit);
     }
-    flush(stream, batch).await
+    flush(stream, lane, batch).await
 }
 
-async fn flush(stream: &TcpStream, batch: Vec<u8>) -> Option<Vec<u8>> {
+/// Send the batch whole in the lane (a short send fails the lane, and this).
+async fn flush(stream: &TcpStream, lane: &Lane, batch: Vec<u8>) -> Option<Vec<u8>> {
     if batch.is_empty() {
         return Some(batch);
     }
-    let (res, mut batch) = stream.write_all(batch).await;
-    res.ok()?;
+    let want = batch.len();
+    let (res, mut batch) = stream.send_in(lane, batch).await;
+    if res.ok()? != want {
+        return None;
+    }
     batch.clear();
     Some(batch)
 }

@@ -8,7 +8,9 @@
 //! issue's peer numbers were taken; ringleader pins its own core threads); `--pin` puts every
 //! server on one CPU and the client on another. ringleader runs twice: as it ships (inline
 //! `pwrite` for small writes where the file system has no non-blocking buffered write, see
-//! `examples/nbd_server/export.rs`) and with `--ring-writes` (every write through io_uring). A cell is the median IOPS of the runs with `[min .. max]`; ratios are ratios of
+//! `examples/nbd_server/export.rs`) and with `--ring-writes` (every write through io_uring);
+//! `ringleader-batch-reads` runs it with `--read-path batch` (READ replies through the
+//! connection's batching writer instead of a group per READ). A cell is the median IOPS of the runs with `[min .. max]`; ratios are ratios of
 //! medians; "µs CPU/IO" is the server process's utime+stime (all threads, `/proc/PID/stat`)
 //! over the run divided by the I/O count, median of the runs.
 //!
@@ -40,8 +42,8 @@ and each server's CPU time per I/O.
   --quick               1 run with a tenth of the I/O counts (smoke test)
   --image PATH          the image (default: target/nbd-bench.img, 1 GiB of pseudo-random
                         data, created if missing)
-  --servers NAME,..     subset of: ringleader,ringleader-ring-writes,qemu-nbd-io_uring,
-                        qemu-nbd-threads,nbdkit
+  --servers NAME,..     subset of: ringleader,ringleader-ring-writes,ringleader-batch-reads,
+                        qemu-nbd-io_uring,qemu-nbd-threads,nbdkit
   --workloads NAME,..   subset of: rand-read-qd1,rand-write-qd1,rand-read-qd32,
                         rand-write-qd32,seq-read-64k
   --pin                 pin every server to one CPU and qemu-img bench to another (ringleader
@@ -63,15 +65,17 @@ const SCATTER: u64 = 7919 * 4096;
 enum Server {
     Ringleader,
     RingleaderRingWrites,
+    RingleaderBatchReads,
     QemuNbdUring,
     QemuNbdThreads,
     Nbdkit,
 }
 
 impl Server {
-    const ALL: [Server; 5] = [
+    const ALL: [Server; 6] = [
         Server::Ringleader,
         Server::RingleaderRingWrites,
+        Server::RingleaderBatchReads,
         Server::QemuNbdUring,
         Server::QemuNbdThreads,
         Server::Nbdkit,
@@ -81,15 +85,23 @@ impl Server {
         match self {
             Server::Ringleader => "ringleader",
             Server::RingleaderRingWrites => "ringleader-ring-writes",
+            Server::RingleaderBatchReads => "ringleader-batch-reads",
             Server::QemuNbdUring => "qemu-nbd-io_uring",
             Server::QemuNbdThreads => "qemu-nbd-threads",
             Server::Nbdkit => "nbdkit",
         }
     }
 
+    fn is_ringleader(self) -> bool {
+        matches!(
+            self,
+            Server::Ringleader | Server::RingleaderRingWrites | Server::RingleaderBatchReads
+        )
+    }
+
     fn tool(self) -> &'static str {
         match self {
-            Server::Ringleader | Server::RingleaderRingWrites => "",
+            Server::Ringleader | Server::RingleaderRingWrites | Server::RingleaderBatchReads => "",
             Server::QemuNbdUring | Server::QemuNbdThreads => "qemu-nbd",
             Server::Nbdkit => "nbdkit",
         }
@@ -289,7 +301,7 @@ fn start(
     cpu: Option<usize>,
 ) -> Result<Running, String> {
     let img = image.to_str().ok_or("image path is not UTF-8")?;
-    if matches!(server, Server::Ringleader | Server::RingleaderRingWrites) {
+    if server.is_ringleader() {
         let mut cmd = Command::new(bin);
         cmd.args(["--listen", "127.0.0.1:0", "--image", img])
             .args(&args.ringleader_args)
@@ -299,6 +311,9 @@ fn start(
         }
         if server == Server::RingleaderRingWrites {
             cmd.arg("--ring-writes");
+        }
+        if server == Server::RingleaderBatchReads {
+            cmd.args(["--read-path", "batch"]);
         }
         let mut child = pinned(&mut cmd, cpu)
             .spawn()
@@ -606,7 +621,7 @@ fn print_tables(args: &Args, servers: &[Server], results: &mut Cells) {
     let mut head = vec!["workload (IOPS)".to_owned()];
     head.extend(servers.iter().map(|s| s.name().to_owned()));
     let rl = servers.iter().position(|&s| s == Server::Ringleader);
-    let peer = |s: Server| !matches!(s, Server::Ringleader | Server::RingleaderRingWrites);
+    let peer = |s: Server| !s.is_ringleader();
     if rl.is_some() {
         head.extend(
             servers
