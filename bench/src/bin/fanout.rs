@@ -5,10 +5,15 @@
 //! 2. **ringleader, no groups**: `read_at` into a `Vec`, then 3 clones (+ the original) written
 //!    concurrently with `write_all_at` (the owned-buffer API needs one buffer per in-flight
 //!    write, so the block is memcpy'd 3 times in user space);
-//! 3. **std::fs plain copy**: one thread, `pread` then 4 × `pwrite` from the same buffer. This
-//!    stands in for tokio: `bench/Cargo.toml` does not enable tokio's `fs` feature, and
-//!    `tokio::fs` is this same loop run on a blocking thread pool;
-//! 4. **monoio**: `read_at`, then `write_all_at` × 4 from the same (returned) buffer.
+//! 3. **std::fs plain copy**: one thread, `pread` then 4 × `pwrite` from the same buffer;
+//! 4. **tokio** (`tokio::fs`, current-thread runtime): per block, seek + `read_exact`, then
+//!    seek + `write_all` on each destination; every call runs on tokio's blocking pool;
+//! 5. **monoio**: `read_at`, then `write_all_at` × 4 from the same (returned) buffer;
+//! 6. **ringleader groups, O_DIRECT**: path 1 with every file opened `O_DIRECT`: the
+//!    device moves the bytes straight to and from the registered lease (no CPU copy at all,
+//!    not even the kernel's page-cache copies). Not comparable for durability-free runs on
+//!    a large page cache: the buffered rows finish when the page cache holds the data, this
+//!    one when the device does. Shown so the trade-off is measured, not ranked.
 //!
 //! The async paths keep `--depth` blocks in flight (one task per block slot). Destinations are
 //! truncated before each run (untimed); the timed part is the copy, buffered, without fsync, so
@@ -36,8 +41,8 @@ usage: fanout [--size SIZE] [--quick] [--runs R] [--depth N] [--dir PATH]...
 
 Fan-out of one file to 4 files in 1 MiB blocks: ringleader groups (one lease per block, read
 once, written 4 times, zero memcpy) against ringleader without groups (read into a Vec, write
-4 copies), a std::fs plain copy (pread + 4 pwrite; tokio's `fs` feature is not enabled in this
-workspace) and monoio (read_at, then write_all_at x4).
+4 copies), a std::fs plain copy (pread + 4 pwrite), tokio::fs and monoio (read_at, then
+write_all_at x4); plus ringleader groups with O_DIRECT files.
 
   --size SIZE   source size, K/M/G suffixes (default 1G)
   --quick       --size 128M
@@ -332,6 +337,113 @@ fn std_plain(files: &Files, size: u64) -> io::Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// ringleader groups with every file `O_DIRECT` (leases are page-aligned pool slots).
+fn ringleader_groups_direct(files: &Files, size: u64, depth: usize) -> io::Result<Duration> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if size % 4096 != 0 {
+        return Err(io::Error::other(
+            "O_DIRECT row needs a size that is a multiple of 4096",
+        ));
+    }
+    ringleader::block_on(async {
+        let open = |p: &Path, write: bool| {
+            std::fs::OpenOptions::new()
+                .read(!write)
+                .write(write)
+                .custom_flags(libc::O_DIRECT)
+                .open(p)
+                .map(ringleader::fs::File::from_std)
+        };
+        let src = Rc::new(open(&files.src, false)?);
+        let dsts = Rc::new(
+            files
+                .dsts
+                .iter()
+                .map(|d| open(d, true))
+                .collect::<io::Result<Vec<_>>>()?,
+        );
+        let pool = FixedPool::new(BLOCK, depth)?;
+        let next = Rc::new(Cell::new(0));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..depth)
+            .map(|_| {
+                let (src, dsts, next, pool) =
+                    (src.clone(), dsts.clone(), next.clone(), pool.clone());
+                ringleader::spawn(async move {
+                    while let Some((off, len)) = claim(&next, size) {
+                        let mut lease = pool.lease(len).await?;
+                        let out = Group::new(&mut lease)
+                            .leader(Leader::read_fixed(&*src, off))
+                            .members(dsts.iter().map(|d| Member::write_fixed(d, off)))
+                            .await
+                            .check()?;
+                        let n = out.leader?;
+                        for m in out.members {
+                            if m? != n || n != len {
+                                return Err(io::Error::other("short read or write"));
+                            }
+                        }
+                    }
+                    io::Result::Ok(())
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.map_err(|e| io::Error::other(e.to_string()))??;
+        }
+        Ok(start.elapsed())
+    })
+}
+
+/// tokio::fs on a current-thread runtime, `depth` tasks, each with its own handles (a
+/// `tokio::fs::File` has one position): seek + read_exact, then seek + write_all x4.
+fn tokio_fs(files: &Files, size: u64, depth: usize) -> io::Result<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    rt.block_on(async {
+        let next = Rc::new(Cell::new(0));
+        let mut handles = Vec::new();
+        for _ in 0..depth {
+            let src = tokio::fs::File::open(&files.src).await?;
+            let mut dsts = Vec::new();
+            for d in &files.dsts {
+                dsts.push(tokio::fs::OpenOptions::new().write(true).open(d).await?);
+            }
+            handles.push((src, dsts));
+        }
+        let start = Instant::now();
+        let local = tokio::task::LocalSet::new();
+        let tasks: Vec<_> = handles
+            .into_iter()
+            .map(|(mut src, mut dsts)| {
+                let next = next.clone();
+                local.spawn_local(async move {
+                    let mut buf = vec![0u8; BLOCK];
+                    while let Some((off, len)) = claim(&next, size) {
+                        src.seek(io::SeekFrom::Start(off)).await?;
+                        src.read_exact(&mut buf[..len]).await?;
+                        for d in &mut dsts {
+                            d.seek(io::SeekFrom::Start(off)).await?;
+                            d.write_all(&buf[..len]).await?;
+                            d.flush().await?;
+                        }
+                    }
+                    io::Result::Ok(())
+                })
+            })
+            .collect();
+        local
+            .run_until(async {
+                for t in tasks {
+                    t.await.map_err(|e| io::Error::other(e.to_string()))??;
+                }
+                io::Result::Ok(())
+            })
+            .await?;
+        Ok(start.elapsed())
+    })
+}
+
 /// monoio: read_at, then write_all_at x4 from the same (returned) buffer, `depth` tasks.
 fn monoio_copy(files: &Files, size: u64, depth: usize) -> io::Result<Duration> {
     let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().build()?;
@@ -379,7 +491,7 @@ struct Path_ {
     run: fn(&Files, u64, usize) -> io::Result<Duration>,
 }
 
-const PATHS: [Path_; 4] = [
+const PATHS: [Path_; 6] = [
     Path_ {
         name: "ringleader groups (READ_FIXED -> 4x WRITE_FIXED)",
         copy_based: false,
@@ -393,16 +505,29 @@ const PATHS: [Path_; 4] = [
         run: ringleader_vec,
     },
     Path_ {
-        name: "std::fs plain copy (pread + 4x pwrite, 1 thread; no tokio fs)",
+        name: "std::fs plain copy (pread + 4x pwrite, 1 thread)",
         copy_based: true,
         memcpy_per_byte: 0,
         run: |f, s, _| std_plain(f, s),
+    },
+    Path_ {
+        name: "tokio::fs (seek + read_exact, 4x seek + write_all)",
+        copy_based: true,
+        // tokio::fs::File stages every read and write in its own buffer: 1 + 4 copies.
+        memcpy_per_byte: 1 + COPIES as u64,
+        run: tokio_fs,
     },
     Path_ {
         name: "monoio (read_exact_at + 4x write_all_at)",
         copy_based: true,
         memcpy_per_byte: 0,
         run: monoio_copy,
+    },
+    Path_ {
+        name: "ringleader groups, O_DIRECT files (device <-> lease)",
+        copy_based: false,
+        memcpy_per_byte: 0,
+        run: ringleader_groups_direct,
     },
 ];
 
