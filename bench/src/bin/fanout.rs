@@ -340,7 +340,7 @@ fn std_plain(files: &Files, size: u64) -> io::Result<Duration> {
 /// ringleader groups with every file `O_DIRECT` (leases are page-aligned pool slots).
 fn ringleader_groups_direct(files: &Files, size: u64, depth: usize) -> io::Result<Duration> {
     use std::os::unix::fs::OpenOptionsExt;
-    if size % 4096 != 0 {
+    if !size.is_multiple_of(4096) {
         return Err(io::Error::other(
             "O_DIRECT row needs a size that is a multiple of 4096",
         ));
