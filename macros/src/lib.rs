@@ -30,7 +30,7 @@ mod expand;
 
 /// Run an `async fn` (usually `main`) on a ringleader runtime.
 ///
-/// ```ignore
+/// ```text
 /// #[ringleader::main]
 /// async fn main() {
 ///     ringleader::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -53,7 +53,7 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Run an `async` test on a ringleader runtime: the function also becomes a `#[test]`.
 ///
-/// ```ignore
+/// ```text
 /// #[ringleader::test]
 /// async fn sleeps() {
 ///     ringleader::time::sleep(std::time::Duration::from_millis(1)).await;
