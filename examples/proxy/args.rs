@@ -1,0 +1,202 @@
+//! The command line: hand-parsed flags, sizes with K/M/G suffixes, and the usage text.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+pub(crate) const USAGE: &str = "\
+proxy: a TCP proxy on io_uring (ringleader) that copies every client byte to the upstream
+and to each mirror; replies come only from the upstream
+
+USAGE: proxy --upstream ADDR [OPTIONS]
+
+  --listen ADDR         address to listen on (port 0: the kernel picks one)
+                        [default: 127.0.0.1:9000]
+  --upstream ADDR       the server each client is relayed to (required)
+  --mirror ADDR         also send every client byte to ADDR (repeatable); its replies are
+                        read and discarded; a mirror that fails is dropped from that
+                        connection, which goes on
+  --mode MODE           how bytes move [default: lease]
+                          lease:  multishot recv into a per-connection buffer ring; the
+                                  chosen buffer (a lease) is sent to every destination
+                          splice: splice into a pipe, tee to each mirror's pipe, splice out;
+                                  the data never enters user memory
+                          copy:   recv into a Vec, write_all of that Vec to each
+                                  destination (the plain baseline)
+  --cores N             cores: threads, rings and SO_REUSEPORT listeners [default: 1]
+  --max-buffered SIZE   the most bytes one connection direction holds in the proxy; a slow
+                        destination throttles the sender beyond it [default: 4M]
+  --buf-size SIZE       bytes per receive buffer (lease and copy modes) [default: 64K]
+  --zc                  lease mode: send with SEND_ZC from the registered ring buffer
+                        [default: off: on loopback the kernel copies anyway and the
+                        notification costs a CQE per send]
+  --stats               print `proxy-stats: ...` lines to stderr periodically
+  --stats-ms MS         period of --stats lines in milliseconds [default: 1000]
+  -h, --help            this text
+
+SIZE: bytes, or a number with a K, M or G suffix (powers of 1024).
+
+The first stdout line is `proxy: listening on ADDR (mode M, upstream U, N mirrors)`,
+printed once every core listens. SIGINT or SIGTERM stops the proxy.";
+
+/// How the client's bytes travel to the upstream and the mirrors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Lease,
+    Splice,
+    Copy,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Lease => "lease",
+            Mode::Splice => "splice",
+            Mode::Copy => "copy",
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Args {
+    pub listen: SocketAddr,
+    pub upstream: SocketAddr,
+    pub mirrors: Vec<SocketAddr>,
+    pub mode: Mode,
+    pub cores: usize,
+    pub max_buffered: usize,
+    pub buf_size: usize,
+    pub zc: bool,
+    pub stats: Option<Duration>,
+}
+
+/// `Ok(None)`: help was asked for.
+pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut listen: SocketAddr = "127.0.0.1:9000".parse().expect("default address");
+    let mut upstream = None;
+    let mut mirrors = Vec::new();
+    let mut mode = Mode::Lease;
+    let mut cores = 1;
+    let mut max_buffered = 4 << 20;
+    let mut buf_size = 64 << 10;
+    let mut zc = false;
+    let mut stats = false;
+    let mut stats_ms = 1000;
+    let mut it = args.into_iter();
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--listen" => {
+                let v = value("--listen")?;
+                listen = v
+                    .parse()
+                    .map_err(|e| format!("--listen {v:?}: {e} (expected IP:PORT)"))?;
+            }
+            "--upstream" => upstream = Some(resolve("--upstream", &value("--upstream")?)?),
+            "--mirror" => mirrors.push(resolve("--mirror", &value("--mirror")?)?),
+            "--mode" => {
+                let v = value("--mode")?;
+                mode = match v.as_str() {
+                    "lease" => Mode::Lease,
+                    "splice" => Mode::Splice,
+                    "copy" => Mode::Copy,
+                    _ => return Err(format!("--mode {v:?}: expected lease, splice or copy")),
+                };
+            }
+            "--cores" => {
+                let v = value("--cores")?;
+                cores = match v.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("--cores {v:?}: expected a number above 0")),
+                };
+            }
+            "--max-buffered" => max_buffered = size("--max-buffered", &value("--max-buffered")?)?,
+            "--buf-size" => buf_size = size("--buf-size", &value("--buf-size")?)?,
+            "--zc" => zc = true,
+            "--stats" => stats = true,
+            "--stats-ms" => {
+                let v = value("--stats-ms")?;
+                stats_ms = match v.parse::<u64>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("--stats-ms {v:?}: expected milliseconds above 0")),
+                };
+            }
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    let upstream = upstream.ok_or("--upstream ADDR is required")?;
+    if buf_size > u32::MAX as usize {
+        return Err(format!("--buf-size {buf_size}: at most 4G"));
+    }
+    if mode != Mode::Splice && max_buffered < buf_size {
+        return Err(format!(
+            "--max-buffered {max_buffered} is below --buf-size {buf_size}: a connection must \
+             be able to hold one buffer"
+        ));
+    }
+    if mode == Mode::Splice {
+        // A pipe holds at least a page; with mirrors a round is in the taps while the next
+        // fills the main pipe (see splice.rs).
+        let need = if mirrors.is_empty() { 4096 } else { 2 * 4096 };
+        if max_buffered < need {
+            return Err(format!(
+                "--max-buffered {max_buffered}: splice mode needs at least {need} bytes (a \
+                 page per pipe{})",
+                if mirrors.is_empty() {
+                    ""
+                } else {
+                    ", two with mirrors"
+                }
+            ));
+        }
+    }
+    if zc && mode != Mode::Lease {
+        return Err("--zc applies to --mode lease only".into());
+    }
+    Ok(Some(Args {
+        listen,
+        upstream,
+        mirrors,
+        mode,
+        cores,
+        max_buffered,
+        buf_size,
+        zc,
+        stats: stats.then(|| Duration::from_millis(stats_ms)),
+    }))
+}
+
+/// `IP:PORT`, or `HOST:PORT` resolved once, here (the first address wins).
+fn resolve(flag: &str, v: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = v.parse() {
+        return Ok(a);
+    }
+    v.to_socket_addrs()
+        .map_err(|e| format!("{flag} {v:?}: {e} (expected IP:PORT or HOST:PORT)"))?
+        .next()
+        .ok_or_else(|| format!("{flag} {v:?}: resolves to no address"))
+}
+
+fn size(flag: &str, v: &str) -> Result<usize, String> {
+    parse_size(v).ok_or_else(|| {
+        format!("{flag} {v:?}: expected bytes above 0, or a number with a K, M or G suffix")
+    })
+}
+
+/// `4096`, `64K`, `4M`, `1G` (binary multiples; an optional `iB`/`B` is allowed).
+pub(crate) fn parse_size(s: &str) -> Option<usize> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, shift) = match t.char_indices().last()? {
+        (i, 'k' | 'K') => (&t[..i], 10),
+        (i, 'm' | 'M') => (&t[..i], 20),
+        (i, 'g' | 'G') => (&t[..i], 30),
+        _ => (t, 0),
+    };
+    let n: usize = num.trim().parse().ok()?;
+    n.checked_mul(1usize << shift).filter(|&n| n > 0)
+}

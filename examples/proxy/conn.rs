@@ -1,0 +1,159 @@
+//! One client connection, from the upstream connect to the last close.
+//!
+//! ```text
+//!   client ──forward──▶ upstream          (and ──▶ each mirror, the same bytes)
+//!   client ◀─backward── upstream
+//!                       mirrors ──▶ read and discarded
+//! ```
+//!
+//! - **Connect**: the upstream and every mirror, concurrently. An upstream that refuses (or
+//!   any connect error) closes the client at once, with one line on stderr; a mirror that
+//!   refuses is left out of this connection.
+//! - **Half-close**: the client's end of stream ends *forward*: each destination gets
+//!   everything, then `shutdown(Write)`. *Backward* goes on until the upstream's end of
+//!   stream, then shuts down the client's write side. The connection ends when both
+//!   directions have; every socket and pipe is closed when its last op has completed.
+//! - **Mirrors' replies** are received into a small buffer and dropped, so a mirror that
+//!   talks back never fills its socket buffers and stalls itself. Once both directions are
+//!   done the connection waits (at most `MIRROR_LINGER`) for each mirror's end of stream
+//!   before closing: closing a socket with unread replies would reset it, and a reset makes
+//!   the mirror's kernel drop what the mirror has not read yet.
+//! - **Errors** (a reset, a refused send) of the client or the upstream end this connection
+//!   only: the other direction is cancelled and the sockets closed. A failing mirror only
+//!   drops out of the fan-out.
+//!
+//! Everything runs in the connection's one task: the directions and the per-destination
+//! writers are futures joined together, so a received chunk's sends are submitted in the
+//! same poll that received it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::future::{Either, join, join_all, select, try_join};
+use ringleader::net::{OwnedIo, TcpStream};
+use ringleader::time::timeout;
+
+use crate::Config;
+use crate::args::Mode;
+use crate::stats::ConnGuard;
+use crate::{relay, splice};
+
+/// How long a finished connection waits for its mirrors to close after the proxy shut down
+/// their write sides.
+const MIRROR_LINGER: Duration = Duration::from_secs(5);
+
+/// Which end of the proxy a socket is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Client,
+    Upstream,
+    Mirror,
+}
+
+/// A connected socket and what it is, for error messages.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub sock: TcpStream,
+    pub addr: SocketAddr,
+    pub role: Role,
+}
+
+impl Peer {
+    fn new(sock: TcpStream, addr: SocketAddr, role: Role) -> Peer {
+        // Small replies leave at once; bulk sends are whole buffers anyway.
+        let _ = sock.set_nodelay(true);
+        Peer { sock, addr, role }
+    }
+
+    /// `e`, saying which peer and which op.
+    pub(crate) fn error(&self, op: &str, e: io::Error) -> io::Error {
+        let role = match self.role {
+            Role::Client => "client",
+            Role::Upstream => "upstream",
+            Role::Mirror => "mirror",
+        };
+        io::Error::new(e.kind(), format!("{role} {}: {op}: {e}", self.addr))
+    }
+}
+
+/// Serve one accepted client until both directions are done or one fails.
+pub(crate) async fn serve(client: TcpStream, cfg: Rc<Config>) {
+    let _count = ConnGuard::new();
+    let client_addr = client
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let client = Peer::new(client, client_addr, Role::Client);
+    let connects = join(
+        TcpStream::connect_addr(cfg.upstream),
+        join_all(cfg.mirrors.iter().map(|&a| TcpStream::connect_addr(a))),
+    );
+    let (upstream, mirror_socks) = connects.await;
+    let upstream = match upstream {
+        Ok(s) => Peer::new(s, cfg.upstream, Role::Upstream),
+        Err(e) => {
+            eprintln!(
+                "proxy: upstream {}: connect: {e}; closing client {client_addr}",
+                cfg.upstream
+            );
+            return;
+        }
+    };
+    let mut mirrors = Vec::with_capacity(mirror_socks.len());
+    for (sock, &addr) in mirror_socks.into_iter().zip(&cfg.mirrors) {
+        match sock {
+            Ok(s) => mirrors.push(Peer::new(s, addr, Role::Mirror)),
+            Err(e) => eprintln!(
+                "proxy: mirror {addr}: connect: {e}; client {client_addr} goes on without it"
+            ),
+        }
+    }
+    let cfg = &*cfg;
+    let forward = async {
+        match cfg.mode {
+            Mode::Splice => splice::forward(&client, &upstream, &mirrors, cfg).await,
+            Mode::Lease | Mode::Copy => {
+                let dsts: Vec<&Peer> = std::iter::once(&upstream).chain(&mirrors).collect();
+                relay::relay(&client, &dsts, cfg).await
+            }
+        }
+    };
+    let backward = async {
+        match cfg.mode {
+            Mode::Splice => splice::backward(&upstream, &client, cfg).await,
+            Mode::Lease | Mode::Copy => relay::relay(&upstream, &[&client], cfg).await,
+        }
+    };
+    let both = pin!(try_join(forward, backward));
+    let discards = pin!(join_all(mirrors.iter().map(discard_replies)));
+    match select(both, discards).await {
+        Either::Left((Ok(_), discards)) => {
+            // Closing a socket with unread data resets it, and a reset can cost the mirror
+            // the tail of the stream it has not read yet: wait (boundedly) for its end.
+            let _ = timeout(MIRROR_LINGER, discards).await;
+        }
+        Either::Left((Err(e), _)) => {
+            eprintln!("proxy: connection from {client_addr} ended: {e}");
+        }
+        Either::Right((_, both)) => {
+            if let Err(e) = both.await {
+                eprintln!("proxy: connection from {client_addr} ended: {e}");
+            }
+        }
+    }
+}
+
+/// Receive and drop what `mirror` sends, until it closes or fails.
+async fn discard_replies(mirror: &Peer) {
+    let mut buf = Vec::with_capacity(16 << 10);
+    loop {
+        buf.clear();
+        let (res, b) = mirror.sock.read(buf).await;
+        buf = b;
+        if !matches!(res, Ok(n) if n > 0) {
+            return;
+        }
+    }
+}

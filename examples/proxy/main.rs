@@ -1,0 +1,248 @@
+//! `proxy`: a TCP proxy on ringleader that copies every byte a client sends to the upstream
+//! *and* to N mirrors, from one received buffer, with a bound on what it holds.
+//!
+//! Run: `cargo run --release --example proxy -- --upstream 127.0.0.1:5201 [--mirror ADDR]...
+//! [--mode lease|splice|copy] [--listen ADDR] [--cores N]`; `--help` lists every flag.
+//!
+//! The first stdout line is `proxy: listening on ADDR (mode M, upstream U, N mirrors)`,
+//! printed once every core listens; with `--listen 127.0.0.1:0` it carries the port the
+//! kernel chose. `docs/proxy.md` has the byte paths, costs and measurements.
+//!
+//! # Model
+//!
+//! One `SO_REUSEPORT` listener per core with a multishot accept; one task per client
+//! (`conn.rs`), which connects to the upstream and the mirrors and relays both directions:
+//! client → upstream + mirrors, upstream → client (mirrors' replies are discarded). How the
+//! bytes move is the `--mode`:
+//!
+//! - `lease` (`relay.rs`): a multishot recv into the connection's buffer ring; the buffer the
+//!   kernel picked is sent to every destination as is, and returns to the ring when the last
+//!   send is done;
+//! - `splice` (`splice.rs`): splice into a pipe, tee into each mirror's pipe, splice out; the
+//!   data never enters user memory;
+//! - `copy` (`relay.rs`): recv into a `Vec`, `write_all` of it to each destination.
+//!
+//! The upstream → client direction uses the same mode (with one destination).
+//!
+//! # Invariants
+//!
+//! - **Bounded**: one connection direction never holds more than `--max-buffered` bytes
+//!   (the ring, the pipes, the copy window). A slow destination stops the reader, and TCP
+//!   flow control then throttles the sender (`stats.rs` counts it; `--stats` prints it).
+//! - **Ordered**: each destination has one writer that sends its chunks one at a time, in
+//!   the order they were received, finishing short sends before the next chunk.
+//! - **Contained**: an error ends its connection only; a failing mirror only leaves the
+//!   fan-out of its connection.
+//!
+//! # Files
+//!
+//! `args.rs` the command line; `conn.rs` a connection's life; `relay.rs` lease and copy
+//! modes; `queue.rs` the per-destination chunk queues; `splice.rs` splice mode; `stats.rs`
+//! the byte budget and `--stats`.
+
+mod args;
+mod conn;
+mod queue;
+mod relay;
+mod sendv;
+mod splice;
+mod stats;
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc;
+
+use futures::StreamExt;
+use ringleader::net::TcpListener;
+use ringleader::{Runtime, spawn};
+
+use args::{Args, Mode};
+
+/// What every connection needs: the parsed flags plus the sizes derived from them.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub upstream: SocketAddr,
+    pub mirrors: Vec<SocketAddr>,
+    pub mode: Mode,
+    pub max_buffered: usize,
+    pub buf_size: usize,
+    pub zc: bool,
+    /// `/proc/sys/fs/pipe-max-size`: the largest pipe an unprivileged process may ask for.
+    pipe_max: usize,
+}
+
+const PAGE: usize = 4096;
+
+impl Config {
+    fn new(a: &Args) -> Config {
+        let pipe_max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1 << 20);
+        Config {
+            upstream: a.upstream,
+            mirrors: a.mirrors.clone(),
+            mode: a.mode,
+            max_buffered: a.max_buffered,
+            buf_size: a.buf_size,
+            zc: a.zc,
+            pipe_max,
+        }
+    }
+
+    /// Buffers in a connection direction's ring: `max_buffered / buf_size`, rounded down to
+    /// a power of two (the kernel's ring sizes), so the ring never exceeds the bound.
+    pub(crate) fn ring_entries(&self) -> u16 {
+        let n = (self.max_buffered / self.buf_size).clamp(1, 1 << 15);
+        1 << n.ilog2()
+    }
+
+    /// Bytes per pipe in splice mode: half the bound with mirrors (a round in the main pipe
+    /// and the previous one in the taps), all of it without; a power of two (the kernel rounds
+    /// pipe sizes up to one), at least a page, at most `pipe-max-size`.
+    pub(crate) fn pipe_size(&self, taps: bool) -> usize {
+        let want = if taps {
+            self.max_buffered / 2
+        } else {
+            self.max_buffered
+        };
+        let size = want.min(self.pipe_max).max(PAGE);
+        1 << size.ilog2()
+    }
+}
+
+/// Bind on `core`, report the bound address (or the error) on `ready`, then accept forever,
+/// one task per connection.
+fn listen_on(
+    rt: &Runtime,
+    core: usize,
+    addr: SocketAddr,
+    cfg: Config,
+    ready: mpsc::Sender<io::Result<SocketAddr>>,
+) {
+    rt.spawn_on(core, move || async move {
+        let listener = match TcpListener::bind_reuseport(addr) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = ready.send(listener.local_addr());
+        drop(ready);
+        let cfg = Rc::new(cfg);
+        let mut incoming = listener.incoming();
+        while let Some(conn) = incoming.next().await {
+            match conn {
+                Ok(stream) => spawn(conn::serve(stream, Rc::clone(&cfg))).detach(),
+                // ECONNABORTED, EMFILE, ...: the stream re-arms; keep serving.
+                Err(e) => eprintln!("proxy: core {core}: accept: {e}"),
+            }
+        }
+    })
+    .detach();
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let cfg = Config::new(&args);
+    // Block the stop signals before any thread starts, so every thread inherits the mask and
+    // only `wait_for_stop` receives them.
+    let signals = block_stop_signals();
+    let rt = Runtime::builder()
+        .cores(args.cores)
+        .build()
+        .map_err(|e| format!("starting {} cores: {e}", args.cores))?;
+    let (tx, rx) = mpsc::channel();
+    // Core 0 binds first, so that port 0 becomes one port every other core then shares.
+    listen_on(&rt, 0, args.listen, cfg.clone(), tx.clone());
+    let bound = rx
+        .recv()
+        .map_err(|_| "core 0 stopped before binding".to_owned())?
+        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    for core in 1..args.cores {
+        listen_on(&rt, core, bound, cfg.clone(), tx.clone());
+    }
+    drop(tx);
+    for _ in 1..args.cores {
+        rx.recv()
+            .map_err(|_| "a core stopped before binding".to_owned())?
+            .map_err(|e| format!("listening on {bound}: {e}"))?;
+    }
+    let mut out = io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "proxy: listening on {bound} (mode {}, upstream {}, {} mirrors)",
+        args.mode,
+        args.upstream,
+        args.mirrors.len()
+    );
+    let _ = out.flush();
+    drop(out);
+    if let Some(period) = args.stats {
+        stats::start_printer(period, args.max_buffered);
+    }
+    let sig = wait_for_stop(&signals);
+    eprintln!("proxy: signal {sig}: stopping");
+    rt.shutdown();
+    if args.stats.is_some() {
+        eprintln!("{}", stats::line(args.max_buffered));
+    }
+    Ok(())
+}
+
+/// Block SIGINT, SIGTERM and SIGHUP in the calling thread (and the threads it starts), so
+/// that only [`wait_for_stop`] receives them. SIGINT and SIGTERM are first reset to their
+/// default action: a shell starts background jobs with SIGINT ignored, and an ignored signal
+/// is discarded instead of waiting to be taken. A SIGHUP ignored on purpose (`nohup`) stays
+/// ignored.
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: `sigset_t` is plain data; sigemptyset initialises it before any other use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid signal numbers; signal() with SIG_DFL installs no handler code, and
+    // querying SIGHUP's disposition (set, then restored) runs no handler either; `set` is a
+    // valid sigset_t that pthread_sigmask only reads (no old mask is written).
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::sigaddset(&mut set, sig);
+        }
+        let hup = libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, hup);
+        if hup != libc::SIG_IGN {
+            libc::sigaddset(&mut set, libc::SIGHUP);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    set
+}
+
+/// Wait for one of the blocked stop signals; returns its number.
+fn wait_for_stop(set: &libc::sigset_t) -> i32 {
+    loop {
+        let mut sig = 0;
+        // SAFETY: `set` is an initialised sigset_t and `sig` a writable int.
+        if unsafe { libc::sigwait(set, &mut sig) } == 0 {
+            return sig;
+        }
+    }
+}
+
+fn main() {
+    let args = match args::parse(std::env::args().skip(1)) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            let _ = writeln!(io::stdout(), "{}", args::USAGE);
+            return;
+        }
+        Err(e) => {
+            eprintln!("proxy: {e}\n\n{}", args::USAGE);
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(args) {
+        eprintln!("proxy: {e}");
+        std::process::exit(1);
+    }
+}
