@@ -84,6 +84,17 @@ pub(crate) fn expected_result(entry: &Entry) -> Option<u32> {
     .then(|| crate::sys::sqe_len(entry))
 }
 
+/// Whether `entry` is a stream send whose `msg_flags` may take `MSG_MORE`.
+pub(crate) fn is_send(entry: &Entry) -> bool {
+    let code = entry.get_opcode() as u8;
+    [
+        opcode::Send::CODE,
+        opcode::SendMsg::CODE,
+        opcode::SendZc::CODE,
+    ]
+    .contains(&code)
+}
+
 /// An ordered submission lane on the current core's ring (see the module docs).
 ///
 /// Cloning gives another handle on the same lane. The lane lives until its last handle and

@@ -21,7 +21,7 @@ use io_uring::squeue::Entry;
 use slab::Slab;
 
 use crate::group::{Followers, MemberLen};
-use crate::lane::{LaneState, NO_LANE, expected_result};
+use crate::lane::{LaneState, NO_LANE, expected_result, is_send};
 use crate::op::Orphan;
 use crate::sys::{self, CQE_F_MORE, CQE_F_NOTIF};
 
@@ -611,11 +611,19 @@ impl OpTable {
             *in_flight += 1;
             out.push(entry.user_data(ud));
         }
-        // Ops of one lane run one after another in the kernel too: link them.
-        if let Some((_, init)) = out.split_last_mut() {
-            for e in init {
-                *e = e.clone().flags(io_uring::squeue::Flags::IO_LINK);
+        // Ops of one lane run one after another in the kernel too: link them. A send followed
+        // in the chain by a send on the same socket says `MSG_MORE`, so TCP packs a burst of
+        // small frames into full segments instead of one segment (and wake-up) each; the
+        // chain's last send never does, so nothing is left corked.
+        let n = out.len();
+        for i in 0..n.saturating_sub(1) {
+            let more = is_send(&out[i])
+                && is_send(&out[i + 1])
+                && sys::sqe_fd(&out[i]) == sys::sqe_fd(&out[i + 1]);
+            if more {
+                sys::sqe_or_msg_flags(&mut out[i], libc::MSG_MORE as u32);
             }
+            out[i] = out[i].clone().flags(io_uring::squeue::Flags::IO_LINK);
         }
     }
 

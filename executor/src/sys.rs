@@ -140,3 +140,33 @@ pub(crate) fn sqe_len(entry: &io_uring::squeue::Entry) -> u32 {
             .read_unaligned()
     }
 }
+
+/// Byte offset of `msg_flags` (the op-flags union) in `struct io_uring_sqe`.
+const SQE_OP_FLAGS_OFFSET: usize = 28;
+
+/// OR `flags` into the `msg_flags` of a send-type SQE (`SEND`, `SENDMSG`, `SEND_ZC`).
+pub(crate) fn sqe_or_msg_flags(entry: &mut io_uring::squeue::Entry, flags: u32) {
+    // SAFETY: `Entry` is `#[repr(C)]` around the 64-byte `io_uring_sqe` (asserted above), in
+    // which the op-flags union (`msg_flags` for sends) is the `u32` at byte 28; any bit
+    // pattern is a valid `u32`.
+    unsafe {
+        let p = (entry as *mut io_uring::squeue::Entry)
+            .cast::<u8>()
+            .add(SQE_OP_FLAGS_OFFSET)
+            .cast::<u32>();
+        p.write_unaligned(p.read_unaligned() | flags);
+    }
+}
+
+/// The `fd` field (byte 4) of an SQE.
+pub(crate) fn sqe_fd(entry: &io_uring::squeue::Entry) -> i32 {
+    // SAFETY: `Entry` is `#[repr(C)]` around the 64-byte `io_uring_sqe` (asserted above), in
+    // which `fd` is the `i32` at byte 4; any bit pattern is a valid `i32`.
+    unsafe {
+        (entry as *const io_uring::squeue::Entry)
+            .cast::<u8>()
+            .add(4)
+            .cast::<i32>()
+            .read_unaligned()
+    }
+}
