@@ -255,7 +255,13 @@ async fn worker(
             lease.set_len(len);
             let mut g = Group::new(&mut lease)
                 .leader(Leader::read_fixed(src, pos))
-                .members(dsts.iter().map(|d| Member::write_fixed(d, pos)));
+                .members(dsts.iter().map(|d| {
+                    // Buffered writes (ext4, tmpfs) always go to io-wq; forcing them there
+                    // lets io-wq run the copies on several workers at once (one otherwise):
+                    // 1 GiB to 4 tmpfs files at depth 8, 380 -> 800 MiB/s (bench fanout).
+                    let m = Member::write_fixed(d, pos);
+                    if direct { m } else { m.force_async() }
+                }));
             if direct {
                 g = g.zero_fill();
             }

@@ -72,7 +72,9 @@ impl Placed {
             let mut msg: Vec<libc::msghdr> = vec![unsafe { std::mem::zeroed() }];
             msg[0].msg_iov = iov.as_mut_ptr();
             msg[0].msg_iovlen = 2;
-            let entry = sqe::sendmsg(fd, msg.as_ptr(), self.member.send_flags());
+            let entry =
+                self.member
+                    .finish(sqe::sendmsg(fd, msg.as_ptr(), self.member.send_flags()));
             // The lease iovec, for the prep hook (its length follows the leader).
             let data_iov = iov.as_mut_ptr().wrapping_add(1);
             return Built {
@@ -85,7 +87,9 @@ impl Placed {
             None => {
                 let ptr = base.wrapping_add(self.off);
                 Built {
-                    entry: self.member.entry(ptr, sqe::len32(len), index),
+                    entry: self
+                        .member
+                        .finish(self.member.entry(ptr, sqe::len32(len), index)),
                     hold,
                     iov: None,
                 }
@@ -99,7 +103,9 @@ impl Placed {
                 let (fd, pos) = self.member.vectored_target();
                 let ptr = iov.as_mut_ptr();
                 // `place` allows at most 1024 ranges.
-                let entry = sqe::writev(fd, ptr, iov.len() as u32, index, pos);
+                let entry = self
+                    .member
+                    .finish(sqe::writev(fd, ptr, iov.len() as u32, index, pos));
                 Built {
                     entry,
                     hold: hold.with_iov(iov),

@@ -225,7 +225,7 @@ impl RecvGroupFuture {
                 let p = &plan[i];
                 let len = sqe::len32(p.len_after(cqe.result));
                 let ptr = lease.as_ptr().cast_mut().wrapping_add(p.off);
-                *entry = p.member.entry(ptr, len, lease.buf_index());
+                *entry = p.member.finish(p.member.entry(ptr, len, lease.buf_index()));
             }
             // No buffer (end of stream): the member stays a NOP and reports 0 bytes.
         });
