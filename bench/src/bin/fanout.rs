@@ -247,45 +247,58 @@ async fn rl_open(
     Ok((Rc::new(src), Rc::new(dsts)))
 }
 
-/// ringleader groups: one lease per block slot, leader READ_FIXED, 4 members WRITE_FIXED.
+/// ringleader groups: one lease per block slot, leader READ_FIXED, 4 members WRITE_FIXED
+/// forced to io-wq (see the module docs).
 fn ringleader_groups(files: &Files, size: u64, depth: usize) -> io::Result<Duration> {
     ringleader::block_on(async {
         let (src, dsts) = rl_open(files).await?;
-        let pool = FixedPool::new(BLOCK, depth)?;
-        let next = Rc::new(Cell::new(0));
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..depth)
-            .map(|_| {
-                let (src, dsts, next, pool) =
-                    (src.clone(), dsts.clone(), next.clone(), pool.clone());
-                ringleader::spawn(async move {
-                    let mut lease = pool.lease(BLOCK).await?;
-                    while let Some((off, len)) = claim(&next, size) {
-                        lease.set_len(len);
-                        let out = Group::new(&mut lease)
-                            .leader(Leader::read_fixed(&*src, off))
-                            .members(
-                                dsts.iter()
-                                    .map(|d| Member::write_fixed(d, off).force_async()),
-                            )
-                            .await
-                            .check()?;
-                        let n = out.leader?;
-                        for m in out.members {
-                            if m? != n || n != len {
-                                return Err(io::Error::other("short read or write"));
-                            }
+        copy_in_groups(src, dsts, size, depth, true).await
+    })
+}
+
+/// The groups copy loop: `depth` tasks, each claiming blocks and running one group per block
+/// on its own pool lease (`force_async` members or not).
+async fn copy_in_groups(
+    src: Rc<ringleader::fs::File>,
+    dsts: Rc<Vec<ringleader::fs::File>>,
+    size: u64,
+    depth: usize,
+    force_async: bool,
+) -> io::Result<Duration> {
+    let pool = FixedPool::new(BLOCK, depth)?;
+    let next = Rc::new(Cell::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..depth)
+        .map(|_| {
+            let (src, dsts, next, pool) = (src.clone(), dsts.clone(), next.clone(), pool.clone());
+            ringleader::spawn(async move {
+                let mut lease = pool.lease(BLOCK).await?;
+                while let Some((off, len)) = claim(&next, size) {
+                    lease.set_len(len);
+                    let member = |d| {
+                        let m = Member::write_fixed(d, off);
+                        if force_async { m.force_async() } else { m }
+                    };
+                    let out = Group::new(&mut lease)
+                        .leader(Leader::read_fixed(&*src, off))
+                        .members(dsts.iter().map(member))
+                        .await
+                        .check()?;
+                    let n = out.leader?;
+                    for m in out.members {
+                        if m? != n || n != len {
+                            return Err(io::Error::other("short read or write"));
                         }
                     }
-                    io::Result::Ok(())
-                })
+                }
+                io::Result::Ok(())
             })
-            .collect();
-        for t in tasks {
-            t.await.map_err(|e| io::Error::other(e.to_string()))??;
-        }
-        Ok(start.elapsed())
-    })
+        })
+        .collect();
+    for t in tasks {
+        t.await.map_err(|e| io::Error::other(e.to_string()))??;
+    }
+    Ok(start.elapsed())
 }
 
 /// ringleader without groups: read into a Vec, write the original and 3 clones concurrently.
@@ -373,36 +386,8 @@ fn ringleader_groups_direct(files: &Files, size: u64, depth: usize) -> io::Resul
                 .map(|d| open(d, true))
                 .collect::<io::Result<Vec<_>>>()?,
         );
-        let pool = FixedPool::new(BLOCK, depth)?;
-        let next = Rc::new(Cell::new(0));
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..depth)
-            .map(|_| {
-                let (src, dsts, next, pool) =
-                    (src.clone(), dsts.clone(), next.clone(), pool.clone());
-                ringleader::spawn(async move {
-                    while let Some((off, len)) = claim(&next, size) {
-                        let mut lease = pool.lease(len).await?;
-                        let out = Group::new(&mut lease)
-                            .leader(Leader::read_fixed(&*src, off))
-                            .members(dsts.iter().map(|d| Member::write_fixed(d, off)))
-                            .await
-                            .check()?;
-                        let n = out.leader?;
-                        for m in out.members {
-                            if m? != n || n != len {
-                                return Err(io::Error::other("short read or write"));
-                            }
-                        }
-                    }
-                    io::Result::Ok(())
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.map_err(|e| io::Error::other(e.to_string()))??;
-        }
-        Ok(start.elapsed())
+        // O_DIRECT writes are not punted: members stay inline.
+        copy_in_groups(src, dsts, size, depth, false).await
     })
 }
 
