@@ -196,7 +196,9 @@ impl Member {
     }
 
     /// Run this member in `lane`: it reaches the kernel once the leader completed **and**
-    /// the lane's earlier ops finished, never interleaved with them (see [`Lane`]). For the
+    /// the lane's earlier ops finished, never interleaved with them (see [`Lane`]). It takes
+    /// its place in the lane when the leader's CQE is reaped, so it follows ops submitted
+    /// into the lane before that moment, not before the group was built. For the
     /// sends of many groups (and other tasks) on one stream socket. Sends in a lane use
     /// `MSG_WAITALL`; one that fails or sends short fails the lane. Not in linked mode.
     pub fn in_lane(mut self, lane: &Lane) -> Member {
