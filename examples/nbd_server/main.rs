@@ -22,7 +22,11 @@
 //! # Data path
 //!
 //! Request data lives in leases of a registered per-core `FixedPool` (heap buffers when a
-//! request does not fit or the pool is drained): `READ_FIXED` from the image; a WRITE is one
+//! request does not fit or the pool is drained). A READ above 64 KiB is one
+//! `ringleader::group`: a `READ_FIXED` leader and a member that sends the reply head and the
+//! lease in one `SENDMSG`, pushed by the ring at the read's CQE in the connection's send
+//! lane (`conn.rs`, `read_as_group`); smaller READs are read into a lease and batched by the
+//! connection's writer, in the same lane (`--read-path` chooses). A WRITE is one
 //! `ringleader::group` on its lease that writes the image and every `--mirror` with
 //! `WRITE_FIXED` members pushed together, or, on file systems without non-blocking buffered
 //! writes, an inline `pwrite` for writes up to 64 KiB (`export.rs` has the measurements and
