@@ -40,6 +40,11 @@
 //! - `block.rs`: request memory (pool lease or heap) and the file ops on it;
 //! - `image.rs`: opening the image, seeding mirrors, the temporary image.
 
+#[path = "../common/signals.rs"]
+mod signals;
+#[path = "../common/size.rs"]
+mod size;
+
 mod block;
 mod conn;
 mod export;
@@ -62,6 +67,8 @@ use ringleader::{Runtime, spawn};
 use export::Export;
 use handshake::Outcome;
 use image::Storage;
+use signals::{block_stop_signals, wait_for_stop};
+use size::parse_size;
 
 const USAGE: &str = "\
 nbd_server: a Network Block Device server on io_uring (ringleader)
@@ -179,24 +186,6 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
         return Err("--mirror and --readonly exclude each other".into());
     }
     Ok(Some(a))
-}
-
-/// `4096`, `64K`, `512M`, `1G`, `2T` (binary multiples; an optional `iB`/`B` is allowed).
-fn parse_size(s: &str) -> Option<u64> {
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (num, shift) = match t.char_indices().last()? {
-        (i, 'k' | 'K') => (&t[..i], 10),
-        (i, 'm' | 'M') => (&t[..i], 20),
-        (i, 'g' | 'G') => (&t[..i], 30),
-        (i, 't' | 'T') => (&t[..i], 40),
-        _ => (t, 0),
-    };
-    let n: u64 = num.trim().parse().ok()?;
-    n.checked_mul(1u64 << shift).filter(|&n| n > 0)
 }
 
 /// What every core needs to build its [`Export`].
@@ -366,44 +355,6 @@ fn run(args: Args) -> Result<(), String> {
     }
     rt.shutdown();
     Ok(())
-}
-
-/// Block SIGINT, SIGTERM and SIGHUP in the calling thread (and the threads it starts), so
-/// that only [`wait_for_stop`] receives them. SIGINT and SIGTERM are first reset to their
-/// default action: a shell starts background jobs with SIGINT ignored, and an ignored signal
-/// is discarded instead of waiting to be taken. A SIGHUP ignored on purpose (`nohup`) stays
-/// ignored.
-fn block_stop_signals() -> libc::sigset_t {
-    // SAFETY: `sigset_t` is plain data; sigemptyset initialises it before any other use.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: valid signal numbers; signal() with SIG_DFL installs no handler code, and
-    // querying SIGHUP's disposition (set, then restored) runs no handler either; `set` is a
-    // valid sigset_t that pthread_sigmask only reads (no old mask is written).
-    unsafe {
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGINT, libc::SIGTERM] {
-            libc::signal(sig, libc::SIG_DFL);
-            libc::sigaddset(&mut set, sig);
-        }
-        let hup = libc::signal(libc::SIGHUP, libc::SIG_IGN);
-        libc::signal(libc::SIGHUP, hup);
-        if hup != libc::SIG_IGN {
-            libc::sigaddset(&mut set, libc::SIGHUP);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
-    set
-}
-
-/// Wait for one of the blocked stop signals; returns its number.
-fn wait_for_stop(set: &libc::sigset_t) -> i32 {
-    loop {
-        let mut sig = 0;
-        // SAFETY: `set` is an initialised sigset_t and `sig` a writable int.
-        if unsafe { libc::sigwait(set, &mut sig) } == 0 {
-            return sig;
-        }
-    }
 }
 
 fn main() {

@@ -179,24 +179,9 @@ fn resolve(flag: &str, v: &str) -> Result<SocketAddr, String> {
 }
 
 fn size(flag: &str, v: &str) -> Result<usize, String> {
-    parse_size(v).ok_or_else(|| {
-        format!("{flag} {v:?}: expected bytes above 0, or a number with a K, M or G suffix")
-    })
-}
-
-/// `4096`, `64K`, `4M`, `1G` (binary multiples; an optional `iB`/`B` is allowed).
-pub(crate) fn parse_size(s: &str) -> Option<usize> {
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (num, shift) = match t.char_indices().last()? {
-        (i, 'k' | 'K') => (&t[..i], 10),
-        (i, 'm' | 'M') => (&t[..i], 20),
-        (i, 'g' | 'G') => (&t[..i], 30),
-        _ => (t, 0),
-    };
-    let n: usize = num.trim().parse().ok()?;
-    n.checked_mul(1usize << shift).filter(|&n| n > 0)
+    crate::size::parse_size(v)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| {
+            format!("{flag} {v:?}: expected bytes above 0, or a number with a K, M or G suffix")
+        })
 }
