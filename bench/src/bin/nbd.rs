@@ -20,7 +20,6 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -269,21 +268,10 @@ impl Drop for Running {
 
 /// Restrict a child to `cpu`, if any, before it runs (threads it starts inherit the mask).
 fn pinned(cmd: &mut Command, cpu: Option<usize>) -> &mut Command {
-    let Some(cpu) = cpu else {
-        return cmd;
-    };
-    // SAFETY: the closure runs in the forked child before exec and only calls
-    // sched_setaffinity, which is async-signal-safe, on a stack-local set.
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
+    if let Some(cpu) = cpu {
+        ringleader_bench::pin::pin_child(cmd, cpu).expect("CPUs come from allowed_cpus");
     }
+    cmd
 }
 
 fn free_port() -> u16 {

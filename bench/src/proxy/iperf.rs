@@ -9,7 +9,6 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,22 +56,8 @@ pub fn client(target: SocketAddr, secs: u32, cpu: usize) -> Result<Report, Strin
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    // SAFETY: the hook runs in the forked child before `exec`; it makes two system calls
-    // (async-signal-safe) on a stack-local set, whose bit index is reduced below
-    // `CPU_SETSIZE`, and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu % libc::CPU_SETSIZE as usize, &mut set);
-            let size = std::mem::size_of::<libc::cpu_set_t>();
-            if libc::sched_setaffinity(0, size, &set) != 0
-                || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    ringleader_bench::pin::pin_child(&mut cmd, cpu)
+        .map_err(|e| format!("pinning iperf3 -c: {e}"))?;
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("starting iperf3 -c: {e}"))?;

@@ -12,7 +12,6 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -35,29 +34,7 @@ pub struct Proc {
 impl Proc {
     /// Start `cmd` pinned to `cpu`; `what` names it in messages.
     pub fn spawn(mut cmd: Command, cpu: usize, what: &str) -> io::Result<Proc> {
-        if cpu >= libc::CPU_SETSIZE as usize {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("CPU {cpu} is out of range"),
-            ));
-        }
-        // SAFETY: `cpu_set_t` is plain data; all-zero is the empty set.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `cpu < CPU_SETSIZE`, the size of `set`'s bitmap (checked above).
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-        // SAFETY: the hook runs in the forked child before `exec`; it makes two system calls
-        // (async-signal-safe), reads only the copied `set`, and allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                let size = std::mem::size_of::<libc::cpu_set_t>();
-                if libc::sched_setaffinity(0, size, &set) != 0
-                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        ringleader_bench::pin::pin_child(&mut cmd, cpu)?;
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
