@@ -95,3 +95,60 @@ fn dropped_read_into_lease_settles_before_its_borrow_ends() {
         );
     });
 }
+
+#[test]
+fn sendv_sends_several_leases_in_order_and_a_dropped_one_keeps_their_slots() {
+    ringleader::block_on(async {
+        let pool = FixedPool::new(256 << 10, 3).unwrap();
+        let (sock, mut peer) = tcp_pair();
+        let mut leases = Vec::new();
+        for k in 0..3u8 {
+            let mut l = pool.lease(256 << 10).await.unwrap();
+            l.extend_from_slice(&vec![k + 1; 256 << 10]);
+            leases.push(l);
+        }
+        // In order, in one op (the peer reads concurrently).
+        let reader = std::thread::spawn(move || {
+            let got = read_n(&mut peer, 3 * (256 << 10) - 10);
+            (got, peer)
+        });
+        let views = [leases[0].view(10..), leases[1].view(..), leases[2].view(..)];
+        let n = ringleader::group::sendv(&sock, views, libc::MSG_WAITALL)
+            .await
+            .unwrap();
+        assert_eq!(n, 3 * (256 << 10) - 10);
+        let (got, mut peer) = reader.join().unwrap();
+        assert!(got[..(256 << 10) - 10].iter().all(|&b| b == 1));
+        assert!(
+            got[(256 << 10) - 10..(512 << 10) - 10]
+                .iter()
+                .all(|&b| b == 2)
+        );
+        assert!(got[(512 << 10) - 10..].iter().all(|&b| b == 3));
+
+        // Nobody reads now: 24 MiB of sends stays in flight; drop the future and the leases.
+        let views: Vec<_> = (0..32)
+            .flat_map(|_| leases.iter().map(|l| l.view(..)))
+            .collect();
+        let op = ringleader::group::sendv(&sock, views, libc::MSG_WAITALL);
+        ringleader::time::sleep(std::time::Duration::from_millis(20)).await;
+        drop(op);
+        drop(leases);
+        assert_eq!(
+            pool.available(),
+            0,
+            "the kernel may still read the slots: none may be reused"
+        );
+        // Drain the peer so the cancelled send finishes; then every slot comes back.
+        peer.set_nonblocking(true).unwrap();
+        let mut sink = vec![0u8; 1 << 20];
+        for _ in 0..2000 {
+            if pool.available() == 3 {
+                break;
+            }
+            while matches!(std::io::Read::read(&mut peer, &mut sink), Ok(n) if n > 0) {}
+            ringleader::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(pool.available(), 3);
+    });
+}

@@ -37,6 +37,8 @@ pub(crate) struct Hold {
     /// A prefixed send's message header (the SQE points at it) and prefix bytes.
     _msg: Option<Vec<libc::msghdr>>,
     _prefix: Option<Rc<[u8]>>,
+    /// Counts on the slots of a send of several leases (`plain::sendv`).
+    _more: Vec<LeaseRef>,
     pick: Option<Rc<Pick>>,
 }
 
@@ -61,10 +63,21 @@ impl Hold {
         self
     }
 
-    /// Also own a prefixed send's message header and prefix.
-    pub(crate) fn with_msg(mut self, msg: Vec<libc::msghdr>, prefix: Rc<[u8]>) -> Hold {
+    /// Also own a `SENDMSG`'s message header.
+    pub(crate) fn with_msg(mut self, msg: Vec<libc::msghdr>) -> Hold {
         self._msg = Some(msg);
+        self
+    }
+
+    /// Also own a prefixed send's prefix bytes.
+    pub(crate) fn with_prefix(mut self, prefix: Rc<[u8]>) -> Hold {
         self._prefix = Some(prefix);
+        self
+    }
+
+    /// Also keep counts on more lease slots (a vectored send of several leases).
+    pub(crate) fn with_leases(mut self, leases: Vec<LeaseRef>) -> Hold {
+        self._more = leases;
         self
     }
 

@@ -79,7 +79,10 @@ impl Placed {
             let data_iov = iov.as_mut_ptr().wrapping_add(1);
             return Built {
                 entry,
-                hold: hold.with_iov(iov).with_msg(msg, Rc::clone(prefix)),
+                hold: hold
+                    .with_iov(iov)
+                    .with_msg(msg)
+                    .with_prefix(Rc::clone(prefix)),
                 iov: Some(data_iov),
             };
         }

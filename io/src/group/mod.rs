@@ -126,7 +126,7 @@ pub use fd::{FdHold, IoFd};
 pub use group::{Group, GroupFuture};
 pub use output::GroupOutput;
 pub use pipe::{PipeGroup, PipeGroupFuture};
-pub use plain::{LeaseIo, read_fixed_at, recv, send, send_zc, write_fixed_at};
+pub use plain::{LeaseIo, SENDV_MAX, read_fixed_at, recv, send, send_zc, sendv, write_fixed_at};
 pub use ring::{RecvGroup, RecvGroupFuture};
 pub use spec::{Leader, Member};
 pub use view::{LeaseExt, LeaseSlice, LeaseSliceMut};

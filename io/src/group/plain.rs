@@ -85,9 +85,10 @@ fn submit<'a>(
     whole: Option<&'a mut Lease>,
     writes_into_lease: bool,
 ) -> LeaseIo<'a> {
-    // SAFETY: every caller builds `entry` from a view's `raw()` parts, i.e. pointers into the
-    // lease slot that `hold.lease` keeps from reuse until the final CQE (the executor keeps
-    // `hold` until then, or leaks it), and an fd `hold.fd` keeps open.
+    // SAFETY: every caller builds `entry` from views' `raw()` parts, i.e. pointers into lease
+    // slots that `hold` counts (keeps from reuse) until the final CQE (the executor keeps
+    // `hold` until then, or leaks it), or from iovecs and a header `hold` owns that point
+    // there, and an fd `hold.fd` keeps open.
     let op = unsafe { Op::submit(entry, hold) };
     // An op that writes into the borrowed lease must be finished with it before the borrow
     // ends: dropping it waits for its final CQE.
@@ -136,6 +137,65 @@ pub fn send<'a>(sock: &impl IoFd, src: impl Into<LeaseSlice<'a>>) -> LeaseIo<'a>
     let fd = sock.fd_hold();
     let entry = sqe::send(fd.raw, ptr, sqe::len32(len), 0);
     submit(entry, Hold::new(Some(src.keep()), Some(fd)), None, false)
+}
+
+/// The most views one [`sendv`] sends (`IOV_MAX`).
+pub const SENDV_MAX: usize = 1024;
+
+/// Send several lease views, in order, in one `IORING_OP_SENDMSG` (Linux 5.3): one op, one
+/// CQE and one pass through the socket for many leases, with no copy in user space (a proxy
+/// forwarding the buffers a multishot receive filled). At most [`SENDV_MAX`] views are sent;
+/// like any send it may send fewer bytes than asked (resume from the count), or add
+/// `MSG_WAITALL` in `flags` to have the kernel finish it. Each view's slot is counted until
+/// the final CQE, so a dropped future never lets one be reused under the kernel.
+///
+/// ```
+/// use ringleader_buf::FixedPool;
+/// use ringleader_io::group::{self, LeaseExt};
+/// use ringleader_io::net::{OwnedIo, UnixStream};
+///
+/// ringleader_executor::block_on(async {
+///     let pool = FixedPool::new(64, 2).unwrap();
+///     let (a, b) = UnixStream::pair().unwrap();
+///     let mut x = pool.lease(64).await.unwrap();
+///     x.extend_from_slice(b"hello ");
+///     let mut y = pool.lease(64).await.unwrap();
+///     y.extend_from_slice(b"leases");
+///     let n = group::sendv(&a, [x.view(..), y.view(..)], 0).await.unwrap();
+///     assert_eq!(n, 12);
+///     let (res, buf) = b.read_exact(vec![0u8; 12]).await;
+///     res.unwrap();
+///     assert_eq!(buf, b"hello leases");
+/// });
+/// ```
+pub fn sendv<'a>(
+    sock: &impl IoFd,
+    srcs: impl IntoIterator<Item = LeaseSlice<'a>>,
+    flags: i32,
+) -> LeaseIo<'a> {
+    let mut iov = Vec::new();
+    let mut keep = Vec::new();
+    for src in srcs.into_iter().take(SENDV_MAX) {
+        let (ptr, len, _) = src.raw();
+        iov.push(libc::iovec {
+            iov_base: ptr.cast_mut().cast(),
+            iov_len: len,
+        });
+        keep.push(src.keep());
+    }
+    // SAFETY: `msghdr` is plain data; all zeroes is a valid empty header.
+    let mut msg: Vec<libc::msghdr> = vec![unsafe { std::mem::zeroed() }];
+    msg[0].msg_iov = iov.as_mut_ptr();
+    msg[0].msg_iovlen = iov.len();
+    let fd = sock.fd_hold();
+    let entry = sqe::sendmsg(fd.raw, msg.as_ptr(), flags);
+    // The header and iovecs live in `Vec`s the op's data owns (heap arrays that stay put when
+    // the data moves); every iovec points into a slot `keep` counts.
+    let hold = Hold::new(None, Some(fd))
+        .with_iov(iov)
+        .with_msg(msg)
+        .with_leases(keep);
+    submit(entry, hold, None, false)
 }
 
 /// Zero-copy send of `src` (`IORING_OP_SEND_ZC`, Linux 6.0; with `IORING_RECVSEND_FIXED_BUF`
