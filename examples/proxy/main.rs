@@ -49,7 +49,6 @@ mod args;
 mod conn;
 mod queue;
 mod relay;
-mod sendv;
 mod splice;
 mod stats;
 

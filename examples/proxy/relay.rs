@@ -7,7 +7,7 @@
 //! ([`TcpStream::recv_multi`]); every CQE hands over a buffer of the direction's own
 //! [`BufRing`] as a [`Lease`]. Each destination's writer sends the leases queued for it
 //! straight from the ring buffers: one `IORING_OP_SENDMSG` of up to [`MAX_BATCH`] of them
-//! (`sendv.rs`), or, under `--zc`, one `IORING_OP_SEND_ZC` per lease with
+//! (`ringleader::group::sendv`), or, under `--zc`, one `IORING_OP_SEND_ZC` per lease with
 //! `IORING_RECVSEND_FIXED_BUF`; it resumes after short sends. A buffer goes back to the ring
 //! when the last destination has sent it. No byte is copied in user space.
 //!
@@ -37,15 +37,18 @@ use std::rc::Rc;
 use futures::StreamExt;
 use futures::future::{try_join, try_join_all};
 use ringleader::buf::{BufRing, Lease};
-use ringleader::group::LeaseExt;
+use ringleader::group::{self, LeaseExt};
 use ringleader::net::{OwnedIo, TcpStream};
 
 use crate::Config;
 use crate::args::Mode;
 use crate::conn::{Peer, Role};
 use crate::queue::{Chunk, Data, Queue, SharedChunk};
-use crate::sendv::{MAX_BATCH, send_chunks};
 use crate::stats::{self, Budget};
+
+/// At most this many leases per `SENDMSG` (`group::sendv`): enough to amortise the op, few
+/// enough that the leases at the front go back to the ring before the whole batch is through.
+const MAX_BATCH: usize = 16;
 
 /// Idle rings kept per core for the next connections.
 const IDLE_RINGS: usize = 4;
@@ -202,9 +205,15 @@ async fn write_batches(dst: &Peer, q: &Queue) -> io::Result<()> {
             }
         }
         q.take_ready(&mut pending, MAX_BATCH);
-        let (res, back) = send_chunks(&dst.sock, pending, skip).await;
-        pending = back;
-        let n = res.map_err(|e| dst.error("send", e))?;
+        let views = pending.iter().take(MAX_BATCH).enumerate().map(|(i, c)| {
+            let Data::Lease(lease) = &c.data else {
+                unreachable!("lease mode queues only leases")
+            };
+            lease.view(if i == 0 { skip } else { 0 }..)
+        });
+        let n = group::sendv(&dst.sock, views, 0)
+            .await
+            .map_err(|e| dst.error("send", e))?;
         if n == 0 {
             return Err(dst.error("send", io::ErrorKind::WriteZero.into()));
         }
