@@ -7,6 +7,9 @@
 //! instead of stalling it. The example is built by `cargo test` (examples are built with the
 //! tests); it sits in `target/<profile>/examples/`, next to this test's `deps/` directory.
 
+#[path = "support/example_bin.rs"]
+mod example_bin;
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,23 +23,9 @@ use common::Rng;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `target/<profile>/examples/echo`, built now if a filtered `cargo test` skipped it.
+/// The example's binary (see `support/example_bin.rs`).
 fn echo_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let bin = profile_dir.join("examples").join("echo");
-    if !bin.exists() {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--example", "echo"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .status()
-            .expect("running cargo to build the echo example");
-        assert!(status.success(), "building the echo example failed");
-    }
-    bin
+    example_bin::example_bin("echo", &[])
 }
 
 /// The echo example running as a child process; killed and reaped on drop.

@@ -3,27 +3,18 @@
 //! checksum), also when the size is not a multiple of the block (buffered and `O_DIRECT`), and
 //! a missing source fails with a non-zero exit and a message naming the path.
 
+#[path = "support/example_bin.rs"]
+mod example_bin;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const MIB: usize = 1 << 20;
 
-/// `target/<profile>/examples/fanout`, built now if a filtered `cargo test` skipped it.
+/// The example's binary (see `support/example_bin.rs`).
 fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let bin = profile_dir.join("examples").join("fanout");
-    if !bin.exists() {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--example", "fanout"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("running cargo to build the example");
-        assert!(status.success(), "building the fanout example failed");
-    }
-    bin
+    example_bin::example_bin("fanout", &[])
 }
 
 /// A scratch directory in the temp dir, removed on drop.

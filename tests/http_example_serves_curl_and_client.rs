@@ -9,6 +9,9 @@
 //! leaves no server behind.
 #![cfg(feature = "hyper")]
 
+#[path = "support/example_bin.rs"]
+mod example_bin;
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,21 +26,9 @@ use common::Rng;
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 const BIG: usize = 64 * 1024 * 1024;
 
-/// `target/<profile>/examples/<name>`, built now if a filtered `cargo test` skipped it.
+/// The example's binary (see `support/example_bin.rs`).
 fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let bin = profile_dir.join("examples").join(name);
-    if !bin.exists() {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--features", "hyper", "--example", name]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("running cargo to build an example");
-        assert!(status.success(), "building the {name} example failed");
-    }
-    bin
+    example_bin::example_bin(name, &["hyper"])
 }
 
 /// A scratch directory, removed on drop.

@@ -3,6 +3,9 @@
 //! protocol client written from the specification for the bad-input tests.
 #![allow(dead_code)]
 
+#[path = "../support/example_bin.rs"]
+mod example_bin;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -46,21 +49,9 @@ pub const ENOSPC: u32 = 28;
 /// Guards against a hung server: no test waits longer than this for one reply.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The example binary, built by `cargo test` next to this test's `deps/` directory.
+/// The example's binary (see `support/example_bin.rs`).
 pub fn server_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let bin = profile_dir.join("examples").join("nbd_server");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build --example nbd_server` (cargo test builds \
-         examples unless filtered to one test target)",
-        bin.display()
-    );
-    bin
+    example_bin::example_bin("nbd_server", &[])
 }
 
 /// Whether `tool` is on `PATH`; if not, print why the calling test is skipped.

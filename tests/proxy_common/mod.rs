@@ -7,10 +7,13 @@
 //! the proxy is killed (by its PID) when its handle drops.
 #![allow(dead_code)]
 
+#[path = "../support/example_bin.rs"]
+mod example_bin;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -22,26 +25,9 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub const MODES: [&str; 3] = ["lease", "splice", "copy"];
 
-/// `target/<profile>/examples/proxy`, built now if a filtered `cargo test` skipped it.
+/// The example's binary (see `support/example_bin.rs`).
 pub fn proxy_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let bin = profile_dir.join("examples").join("proxy");
-    if !bin.exists() {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--example", "proxy"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .status()
-            .expect("running cargo to build the proxy example");
-        assert!(status.success(), "building the proxy example failed");
-    }
-    bin
+    example_bin::example_bin("proxy", &[])
 }
 
 /// One `proxy-stats:` line.
