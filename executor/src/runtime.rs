@@ -8,9 +8,10 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::thread;
+use std::time::Duration;
 
 use crate::context;
-use crate::core::{Core, CoreTable};
+use crate::core::{Core, CoreTable, Tuning};
 use crate::setup::{RingConfig, SetupFlags, SetupInfo};
 use crate::shared::Shared;
 use crate::stats::Stats;
@@ -29,6 +30,7 @@ pub struct Builder {
     cores: usize,
     pin: bool,
     tick_budget: usize,
+    spin: Duration,
     name: String,
 }
 
@@ -48,6 +50,7 @@ impl Builder {
             cores: thread::available_parallelism().map_or(1, |n| n.get()),
             pin: true,
             tick_budget: 256,
+            spin: Duration::ZERO,
             name: "ringleader-core".to_owned(),
         }
     }
@@ -87,6 +90,24 @@ impl Builder {
         self
     }
     /// Task polls per tick before the ring is reaped again.
+    /// Before a core parks (blocks in `io_uring_enter` for a completion), keep submitting
+    /// and reaping for up to `spin` (default 0: park at once). Request/response traffic at
+    /// low queue depth then finds its next completion without a sleep and a wake-up, at the
+    /// price of up to `spin` of busy CPU each time the core runs out of work;
+    /// [`Stats::spin_parks`](crate::Stats::spin_parks) counts the spins that found nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = ringleader_executor::Builder::new()
+    ///     .spin_before_park(Duration::from_micros(50))
+    ///     .build_local()
+    ///     .unwrap();
+    /// rt.block_on(async { ringleader_executor::nop().await.unwrap() });
+    /// ```
+    pub fn spin_before_park(mut self, spin: Duration) -> Self {
+        self.spin = spin;
+        self
+    }
     pub fn tick_budget(mut self, n: usize) -> Self {
         self.tick_budget = n;
         self
@@ -100,9 +121,16 @@ impl Builder {
     /// A runtime whose one core is the calling thread (inside [`LocalRuntime::block_on`]).
     pub fn build_local(&self) -> io::Result<LocalRuntime> {
         let shared = Arc::new(Shared::new(0));
-        let core = Core::new(&self.ring, Arc::clone(&shared), self.tick_budget)?;
+        let core = Core::new(&self.ring, Arc::clone(&shared), self.tuning())?;
         *core.cores.borrow_mut() = Some(Arc::new(vec![shared]));
         Ok(LocalRuntime { core })
+    }
+
+    fn tuning(&self) -> Tuning {
+        Tuning {
+            tick_budget: self.tick_budget,
+            spin: self.spin,
+        }
     }
 
     /// A runtime of [`Builder::cores`] threads, each with its own ring.
@@ -115,7 +143,7 @@ impl Builder {
         for i in 0..self.cores {
             let table = Arc::clone(&table);
             let ring = self.ring.clone();
-            let budget = self.tick_budget;
+            let tuning = self.tuning();
             let cpu = if self.pin && !cpus.is_empty() {
                 Some(cpus[i % cpus.len()])
             } else {
@@ -124,7 +152,7 @@ impl Builder {
             let ready = ready_tx.clone();
             let t = thread::Builder::new()
                 .name(format!("{}-{i}", self.name))
-                .spawn(move || core_main(i, table, ring, budget, cpu, ready))?;
+                .spawn(move || core_main(i, table, ring, tuning, cpu, ready))?;
             threads.push(t);
         }
         drop(ready_tx);
@@ -149,7 +177,7 @@ fn core_main(
     i: usize,
     table: CoreTable,
     ring: RingConfig,
-    budget: usize,
+    tuning: Tuning,
     cpu: Option<usize>,
     ready: mpsc::Sender<io::Result<()>>,
 ) {
@@ -157,7 +185,7 @@ fn core_main(
         pin_to(cpu);
     }
     let shared = Arc::clone(&table[i]);
-    let core = match Core::new(&ring, Arc::clone(&shared), budget) {
+    let core = match Core::new(&ring, Arc::clone(&shared), tuning) {
         Ok(c) => c,
         Err(e) => {
             shared.close();

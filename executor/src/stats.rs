@@ -38,6 +38,9 @@ pub struct Stats {
     pub lane_chains: u64,
     /// Ops pushed through lanes.
     pub lane_ops: u64,
+    /// Spins before parking ([`crate::Builder::spin_before_park`]) that found nothing to do
+    /// and parked.
+    pub spin_parks: u64,
     /// Ops waiting for a CQE now.
     pub ops_in_flight: u64,
     /// Op slots occupied now (in flight, or completed and not yet collected).
