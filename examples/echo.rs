@@ -23,8 +23,9 @@
 //!   not awaited on its own: a request/response round trip wakes the task once, not twice.
 //!   One send is in flight per connection, so echoed bytes keep their order;
 //! - `TCP_NODELAY`, so a small reply leaves at once;
-//! - **spin before park** (`--spin-us`, default 50): after the last chunk a core keeps
-//!   polling its ring for that long before it sleeps in `io_uring_enter`. A core that sleeps
+//! - **spin before park** (`--spin-us`, default 50, `Builder::spin_before_park`): a core that
+//!   runs out of work keeps polling its ring for that long before it sleeps in
+//!   `io_uring_enter`. A core that sleeps
 //!   between two requests must be woken by the sender's CPU (a cross-CPU wake-up, expensive
 //!   on a VM), and that cost lands on whoever sends, for every chunk that finds it asleep.
 //!   The core goes back to sleep once the traffic stops, so an idle server uses no CPU.
@@ -67,7 +68,7 @@ USAGE: echo [--listen ADDR] [--cores N] [--spin-us US]
 
   --listen ADDR  address to listen on (port 0: the kernel picks one) [default: 127.0.0.1:7878]
   --cores N      cores (threads, rings, SO_REUSEPORT listeners) [default: all CPUs]
-  --spin-us US   after the last received chunk, poll the ring for US microseconds before
+  --spin-us US   when a core runs out of work, poll the ring for US microseconds before
                  sleeping in the kernel (0: sleep at once) [default: 50]
   -h, --help     this text
 
@@ -121,7 +122,6 @@ async fn echo(stream: TcpStream, ring: BufRing) {
     while let Some(chunk) = incoming.next().await {
         // A reset or other failure ends this connection only.
         let Ok(chunk) = chunk else { return };
-        spin::traffic();
         if let Some(send) = sending.take() {
             if sent(&stream, send).await.is_err() {
                 return;
@@ -153,62 +153,6 @@ async fn send_rest(stream: &TcpStream, rest: &[u8]) -> io::Result<()> {
     stream.write_all(rest.to_vec()).await.0
 }
 
-/// Spin before park: one task per core that keeps the core's event loop polling (yielding,
-/// so the core never blocks in `io_uring_enter`) while chunks keep arriving, and parks once
-/// none has arrived for the spin time. The next chunk wakes it.
-mod spin {
-    use std::cell::{Cell, RefCell};
-    use std::future::poll_fn;
-    use std::task::{Poll, Waker};
-    use std::time::{Duration, Instant};
-
-    use ringleader::yield_now;
-
-    thread_local! {
-        /// Chunks received on this core (any connection).
-        static TRAFFIC: Cell<u64> = const { Cell::new(0) };
-        /// The spinner, while parked.
-        static PARKED: RefCell<Option<Waker>> = const { RefCell::new(None) };
-    }
-
-    /// A connection received a chunk: count it, and wake the spinner if it parked.
-    pub(super) fn traffic() {
-        TRAFFIC.with(|t| t.set(t.get().wrapping_add(1)));
-        if let Some(w) = PARKED.with(|p| p.borrow_mut().take()) {
-            w.wake();
-        }
-    }
-
-    /// Run forever on this core: spin while there is traffic, park while there is none.
-    pub(super) async fn spinner(window: Duration) {
-        loop {
-            let mut seen = TRAFFIC.with(Cell::get);
-            let mut quiet_since = Instant::now();
-            loop {
-                yield_now().await;
-                let now_seen = TRAFFIC.with(Cell::get);
-                if now_seen != seen {
-                    seen = now_seen;
-                    quiet_since = Instant::now();
-                } else if quiet_since.elapsed() >= window {
-                    break;
-                }
-            }
-            // Park until `traffic` takes the waker back.
-            let mut parked = false;
-            poll_fn(|cx| {
-                if parked && PARKED.with(|p| p.borrow().is_none()) {
-                    return Poll::Ready(());
-                }
-                parked = true;
-                PARKED.with(|p| *p.borrow_mut() = Some(cx.waker().clone()));
-                Poll::Pending
-            })
-            .await;
-        }
-    }
-}
-
 /// Accept forever on this core's listener, one task per connection.
 async fn serve(listener: TcpListener, ring: BufRing) {
     let mut incoming = listener.incoming();
@@ -227,7 +171,6 @@ fn listen_on(
     rt: &Runtime,
     core: usize,
     addr: SocketAddr,
-    spin: Duration,
     ready: mpsc::Sender<io::Result<SocketAddr>>,
 ) -> ringleader::JoinHandle<()> {
     rt.spawn_on(core, move || async move {
@@ -246,9 +189,6 @@ fn listen_on(
         };
         let _ = ready.send(listener.local_addr());
         drop(ready);
-        if !spin.is_zero() {
-            spawn(spin::spinner(spin)).detach();
-        }
         serve(listener, ring).await;
     })
 }
@@ -256,17 +196,18 @@ fn listen_on(
 fn run(args: Args) -> Result<(), String> {
     let rt = Runtime::builder()
         .cores(args.cores)
+        .spin_before_park(args.spin)
         .build()
         .map_err(|e| format!("starting {} cores: {e}", args.cores))?;
     let (tx, rx) = mpsc::channel();
     // Core 0 binds first, so that port 0 becomes one port every other core then shares.
-    let mut handles = vec![listen_on(&rt, 0, args.listen, args.spin, tx.clone())];
+    let mut handles = vec![listen_on(&rt, 0, args.listen, tx.clone())];
     let bound = rx
         .recv()
         .map_err(|_| "core 0 stopped before binding".to_owned())?
         .map_err(|e| format!("listening on {}: {e}", args.listen))?;
     for core in 1..args.cores {
-        handles.push(listen_on(&rt, core, bound, args.spin, tx.clone()));
+        handles.push(listen_on(&rt, core, bound, tx.clone()));
     }
     drop(tx);
     for _ in 1..args.cores {
