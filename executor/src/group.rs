@@ -197,8 +197,9 @@ impl<L: Completable, M: Completable> GroupOp<L, M> {
         let driver = DriverRef::current();
         let mut member_uds = Vec::with_capacity(members.len());
         let mut datas = Vec::with_capacity(members.len());
-        // The lane handles are dropped after the driver borrow (a drop reaches the driver).
-        let mut lanes = Vec::with_capacity(members.len());
+        // The lane handles are dropped after the driver borrow (a drop reaches the driver);
+        // groups without lane members allocate nothing for them.
+        let mut lanes = Vec::new();
         let leader_ud = driver
             .with(|d| {
                 for m in members {
@@ -208,7 +209,7 @@ impl<L: Completable, M: Completable> GroupOp<L, M> {
                         .map_or(crate::lane::NO_LANE, |l| l.key_for(DriverRef::of(d)));
                     member_uds.push(d.ops.insert_deferred(m.entry, m.len, lane));
                     datas.push(Some(m.data));
-                    lanes.push(m.lane);
+                    lanes.extend(m.lane);
                 }
                 let leader_ud = d.ops.insert(false);
                 d.ops.set_followers(
