@@ -16,7 +16,7 @@
 //!   write `Result<(), Box<dyn Error + Send + Sync>>` rather than `Box<dyn Error>`). The
 //!   runtime is shut down when the body returns.
 //!
-//! `#[ringleader::test]` also adds `#[test]`; `#[should_panic]`, `#[ignore]` and the like are
+//! `#[ringleader::test]` also adds `#[test]`; other test attributes (`should_panic`, ...) are
 //! kept. The option `crate = "path"` names the `ringleader` crate when it is renamed.
 //!
 //! Generic functions, methods (`self`) and non-`async` functions are refused with a
