@@ -38,6 +38,9 @@
 //! connection on that core waits (`ENOBUFS` backpressure, see `recv_multi`) until buffers
 //! come back.
 
+#[path = "common/listen.rs"]
+mod listen;
+
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::mpsc;
@@ -48,6 +51,8 @@ use ringleader::buf::{BufRing, Lease};
 use ringleader::net::ops::Send;
 use ringleader::net::{OwnedIo, TcpListener, TcpStream};
 use ringleader::{Op, Runtime, spawn};
+
+use listen::bind_every_core;
 
 /// Buffers in each core's ring. A connection holds one only from its receive until its echo
 /// is sent, so this bounds bursts, not connections.
@@ -199,22 +204,9 @@ fn run(args: Args) -> Result<(), String> {
         .spin_before_park(args.spin)
         .build()
         .map_err(|e| format!("starting {} cores: {e}", args.cores))?;
-    let (tx, rx) = mpsc::channel();
-    // Core 0 binds first, so that port 0 becomes one port every other core then shares.
-    let mut handles = vec![listen_on(&rt, 0, args.listen, tx.clone())];
-    let bound = rx
-        .recv()
-        .map_err(|_| "core 0 stopped before binding".to_owned())?
-        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
-    for core in 1..args.cores {
-        handles.push(listen_on(&rt, core, bound, tx.clone()));
-    }
-    drop(tx);
-    for _ in 1..args.cores {
-        rx.recv()
-            .map_err(|_| "a core stopped before binding".to_owned())?
-            .map_err(|e| format!("listening on {bound}: {e}"))?;
-    }
+    let (bound, handles) = bind_every_core(args.cores, args.listen, |core, addr, ready| {
+        listen_on(&rt, core, addr, ready)
+    })?;
     // Ignore a closed stdout: the server does not need it.
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "echo: listening on {bound} ({} cores)", args.cores);

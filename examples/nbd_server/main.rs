@@ -40,6 +40,8 @@
 //! - `block.rs`: request memory (pool lease or heap) and the file ops on it;
 //! - `image.rs`: opening the image, seeding mirrors, the temporary image.
 
+#[path = "../common/listen.rs"]
+mod listen;
 #[path = "../common/signals.rs"]
 mod signals;
 #[path = "../common/size.rs"]
@@ -67,6 +69,7 @@ use ringleader::{Runtime, spawn};
 use export::Export;
 use handshake::Outcome;
 use image::Storage;
+use listen::bind_every_core;
 use signals::{block_stop_signals, wait_for_stop};
 use size::parse_size;
 
@@ -327,22 +330,9 @@ fn run(args: Args) -> Result<(), String> {
         zc_threshold: args.zc_threshold,
         read_group_min: args.read_group_min,
     });
-    let (tx, rx) = mpsc::channel();
-    // Core 0 binds first, so that port 0 becomes one port every other core then shares.
-    listen_on(&rt, 0, args.listen, Arc::clone(&setup), tx.clone());
-    let bound = rx
-        .recv()
-        .map_err(|_| "core 0 stopped before binding".to_owned())?
-        .map_err(|e| format!("core 0: listening on {}: {e}", args.listen))?;
-    for core in 1..args.cores {
-        listen_on(&rt, core, bound, Arc::clone(&setup), tx.clone());
-    }
-    drop(tx);
-    for _ in 1..args.cores {
-        rx.recv()
-            .map_err(|_| "a core stopped before binding".to_owned())?
-            .map_err(|e| format!("listening on {bound}: {e}"))?;
-    }
+    let (bound, _) = bind_every_core(args.cores, args.listen, |core, addr, ready| {
+        listen_on(&rt, core, addr, Arc::clone(&setup), ready)
+    })?;
     let mut out = io::stdout().lock();
     let writes = if args.readonly {
         ", read-only"

@@ -40,6 +40,8 @@
 //! modes; `queue.rs` the per-destination chunk queues; `splice.rs` splice mode; `stats.rs`
 //! the byte budget and `--stats`.
 
+#[path = "../common/listen.rs"]
+mod listen;
 #[path = "../common/signals.rs"]
 mod signals;
 #[path = "../common/size.rs"]
@@ -62,6 +64,7 @@ use ringleader::net::TcpListener;
 use ringleader::{Runtime, spawn};
 
 use args::{Args, Mode};
+use listen::bind_every_core;
 use signals::{block_stop_signals, wait_for_stop};
 
 /// What every connection needs: the parsed flags plus the sizes derived from them.
@@ -158,22 +161,9 @@ fn run(args: Args) -> Result<(), String> {
         .cores(args.cores)
         .build()
         .map_err(|e| format!("starting {} cores: {e}", args.cores))?;
-    let (tx, rx) = mpsc::channel();
-    // Core 0 binds first, so that port 0 becomes one port every other core then shares.
-    listen_on(&rt, 0, args.listen, cfg.clone(), tx.clone());
-    let bound = rx
-        .recv()
-        .map_err(|_| "core 0 stopped before binding".to_owned())?
-        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
-    for core in 1..args.cores {
-        listen_on(&rt, core, bound, cfg.clone(), tx.clone());
-    }
-    drop(tx);
-    for _ in 1..args.cores {
-        rx.recv()
-            .map_err(|_| "a core stopped before binding".to_owned())?
-            .map_err(|e| format!("listening on {bound}: {e}"))?;
-    }
+    let (bound, _) = bind_every_core(args.cores, args.listen, |core, addr, ready| {
+        listen_on(&rt, core, addr, cfg.clone(), ready)
+    })?;
     let mut out = io::stdout().lock();
     let _ = writeln!(
         out,
