@@ -10,8 +10,10 @@
 
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -116,9 +118,10 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
     }))
 }
 
-/// Where the body goes: stdout's fd (written at the current position) or a file.
+/// Where the body goes: a duplicate of stdout's fd (written at the current position, which
+/// it shares with stdout; the writes hold it open) or a file.
 enum Sink {
-    Stdout,
+    Stdout(Rc<OwnedFd>),
     File { file: File, pos: u64 },
 }
 
@@ -126,10 +129,10 @@ impl Sink {
     async fn write_all(&mut self, chunk: Bytes) -> std::io::Result<()> {
         let mut buf = Vec::from(chunk);
         match self {
-            Sink::Stdout => {
+            Sink::Stdout(out) => {
                 // `u64::MAX`: the fd's own position (stdout may be a pipe).
                 while !buf.is_empty() {
-                    let (res, b) = ringleader::fd::write(1, buf, u64::MAX).await;
+                    let (res, b) = ringleader::fd::write(out, buf, u64::MAX).await;
                     let n = res?;
                     if n == 0 {
                         return Err(std::io::ErrorKind::WriteZero.into());
@@ -188,7 +191,12 @@ async fn fetch(args: Args) -> Result<(), String> {
     let _ = writeln!(std::io::stderr(), "{:?} {}", res.version(), res.status());
 
     let mut sink = match &args.output {
-        None => Sink::Stdout,
+        None => Sink::Stdout(Rc::new(
+            std::io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| format!("duplicating stdout: {e}"))?,
+        )),
         Some(path) => Sink::File {
             file: File::create(path).await.map_err(|e| e.to_string())?,
             pos: 0,

@@ -4,8 +4,9 @@
 //! `O_DIRECT`. A deliberately misaligned buffer is refused by the kernel, which shows that
 //! the alignment is what makes the aligned cases work.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::rc::Rc;
 
 use ringleader::buf::{AlignedBuf, FixedPool, IoBuf, dio_align};
 use ringleader::fd::{read, write};
@@ -54,7 +55,9 @@ fn o_direct_round_trips_with_aligned_buffers_and_leases() {
             dir.display()
         );
     }
-    let fd = file.as_raw_fd();
+    // The owner each op holds until its final CQE.
+    let file = Rc::new(OwnedFd::from(file));
+    let fd = &file;
 
     ringleader::block_on(async {
         // Write 64 KiB from an AlignedBuf sized and aligned for this file.

@@ -13,8 +13,9 @@
 //! that released the slot at drop time would hand it out here and the late read would
 //! overwrite the canary.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::rc::Rc;
 
 use ringleader::buf::{FixedPool, Lease};
 use ringleader::lease_ops::read_fixed;
@@ -37,11 +38,13 @@ impl XorShift {
     }
 }
 
-fn pipe() -> (RawFd, RawFd) {
+/// A pipe: its read end as the owner a read holds, its write end as a bare fd.
+fn pipe() -> (Rc<OwnedFd>, RawFd) {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for two fds.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    (fds[0], fds[1])
+    // SAFETY: pipe2 succeeded: `fds[0]` is a fresh fd nobody else owns.
+    (Rc::new(unsafe { OwnedFd::from_raw_fd(fds[0]) }), fds[1])
 }
 
 fn write_all(fd: RawFd, data: &[u8]) {
@@ -95,7 +98,7 @@ fn direct_file() -> Option<std::fs::File> {
 fn dropped_read_fixed_slot_not_reused_until_its_cqe() {
     ringleader::block_on(async {
         let pool = FixedPool::new(SIZE, SLOTS).unwrap();
-        let file = direct_file();
+        let file = direct_file().map(|f| Rc::new(OwnedFd::from(f)));
         let (pr, pw) = pipe();
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         let mut seen = [0usize; 7];
@@ -107,8 +110,8 @@ fn dropped_read_fixed_slot_not_reused_until_its_cqe() {
             let use_file = file.is_some() && rng.below(2) == 0;
             let block = rng.below(FILE_BLOCKS);
             let op = match &file {
-                Some(f) if use_file => read_fixed(f.as_raw_fd(), victim, block * SIZE as u64),
-                _ => read_fixed(pr, victim, u64::MAX),
+                Some(f) if use_file => read_fixed(f, victim, block * SIZE as u64),
+                _ => read_fixed(&pr, victim, u64::MAX),
             };
             let point = rng.below(if use_file { 3 } else { 4 });
             seen[if use_file {
@@ -207,7 +210,7 @@ fn dropped_read_fixed_slot_not_reused_until_its_cqe() {
             }
             drop(back);
             drop(held);
-            drain(pr);
+            drain(pr.as_raw_fd());
         }
         assert_eq!(pool.available(), SLOTS);
         // Every drop point must have been exercised (the file ones only with O_DIRECT).
@@ -215,11 +218,8 @@ fn dropped_read_fixed_slot_not_reused_until_its_cqe() {
         if file.is_some() {
             assert!(seen[4..].iter().all(|&n| n > 0), "{seen:?}");
         }
-        // SAFETY: closing fds this test opened.
-        unsafe {
-            libc::close(pr);
-            libc::close(pw);
-        }
+        // SAFETY: `pw` is this test's own fd, closed once (the read end's owner closes it).
+        unsafe { libc::close(pw) };
     });
 }
 
@@ -242,7 +242,7 @@ fn a_panicking_task_keeps_the_slot_until_the_cqe() {
         let (pr, pw) = pipe();
         let seen = std::rc::Rc::new(std::cell::Cell::new(None));
         let task = {
-            let (pool, seen) = (pool.clone(), seen.clone());
+            let (pool, seen, pr) = (pool.clone(), seen.clone(), Rc::clone(&pr));
             ringleader::spawn(async move {
                 // Dropped after `op` (reverse declaration order): it sees the pool right
                 // after the in-flight op was dropped by the unwinding.
@@ -251,7 +251,7 @@ fn a_panicking_task_keeps_the_slot_until_the_cqe() {
                     held_while_unwinding: seen,
                 };
                 let lease = pool.lease(SIZE).await.unwrap();
-                let op = read_fixed(pr, lease, u64::MAX);
+                let op = read_fixed(&pr, lease, u64::MAX);
                 ringleader::yield_now().await; // submitted, poll-armed on the empty pipe
                 let _op = op;
                 panic!("task dies with a READ_FIXED in flight");
@@ -273,11 +273,8 @@ fn a_panicking_task_keeps_the_slot_until_the_cqe() {
         let l = pool.try_lease(SIZE).unwrap();
         ringleader::yield_now().await;
         assert!(l.is_empty(), "the cancelled read wrote into a reused slot");
-        drain(pr);
-        // SAFETY: closing fds this test opened.
-        unsafe {
-            libc::close(pr);
-            libc::close(pw);
-        }
+        drain(pr.as_raw_fd());
+        // SAFETY: `pw` is this test's own fd, closed once (the read end's owner closes it).
+        unsafe { libc::close(pw) };
     });
 }

@@ -2,7 +2,8 @@
 //! never handed out again (pool counters prove it) and the kernel's late write into it
 //! corrupts no other lease.
 
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 
 use ringleader::buf::FixedPool;
 use ringleader::lease_ops::read_fixed;
@@ -10,11 +11,13 @@ use ringleader::lease_ops::read_fixed;
 const SLOTS: usize = 4;
 const SIZE: usize = 4096;
 
-fn pipe() -> (RawFd, RawFd) {
+/// A pipe: its read end as the owner a read holds, its write end as a bare fd.
+fn pipe() -> (Rc<OwnedFd>, RawFd) {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for two fds.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    (fds[0], fds[1])
+    // SAFETY: pipe2 succeeded: `fds[0]` is a fresh fd nobody else owns.
+    (Rc::new(unsafe { OwnedFd::from_raw_fd(fds[0]) }), fds[1])
 }
 
 fn write_all(fd: RawFd, data: &[u8]) {
@@ -40,8 +43,8 @@ fn forgotten_read_fixed_leaks_its_slot_and_corrupts_nothing() {
         let a = pool.lease(SIZE).await.unwrap();
         let b = pool.lease(SIZE).await.unwrap();
         let leaked = [a.buf_index().unwrap(), b.buf_index().unwrap()];
-        std::mem::forget(read_fixed(r1, a, u64::MAX));
-        let op = read_fixed(r2, b, u64::MAX);
+        std::mem::forget(read_fixed(&r1, a, u64::MAX));
+        let op = read_fixed(&r2, b, u64::MAX);
         ticks(2).await;
         std::mem::forget(op);
         assert_eq!(pool.available(), SLOTS - 2);
@@ -90,9 +93,10 @@ fn forgotten_read_fixed_leaks_its_slot_and_corrupts_nothing() {
         drop(all);
         let l = wait.await.unwrap();
         assert!(!leaked.contains(&l.buf_index().unwrap()));
+        // The read ends stay open: the forgotten ops leaked references to them.
         // SAFETY: closing fds this test opened (the forgotten ops' reads have completed).
         unsafe {
-            for fd in [r1, w1, r2, w2] {
+            for fd in [w1, w2] {
                 libc::close(fd);
             }
         }

@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 use ringleader::buf::{BufRing, Lease};
@@ -35,11 +35,12 @@ fn fnv(hash: u64, bytes: &[u8]) -> u64 {
 
 const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
 
-fn connected_pair() -> (TcpStream, TcpStream) {
+/// A connected pair: the sending end, and the receiving end as the owner a recv holds.
+fn connected_pair() -> (TcpStream, Rc<OwnedFd>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
     let (b, _) = l.accept().unwrap();
-    (a, b)
+    (a, Rc::new(OwnedFd::from(b)))
 }
 
 #[test]
@@ -93,7 +94,7 @@ fn exhausted_ring_waits_and_loses_nothing_over_64_mib() {
             })
         };
         let mut bids_seen = [false; ENTRIES as usize];
-        while let Some(lease) = recv(rx.as_raw_fd(), &ring).await.unwrap() {
+        while let Some(lease) = recv(&rx, &ring).await.unwrap() {
             assert!(!lease.is_empty() && lease.len() <= BUF);
             assert_eq!(lease.buf_index(), None);
             bids_seen[lease.slot() as usize] = true;
@@ -126,12 +127,12 @@ fn dropped_recv_returns_its_buffer_and_eof_is_none() {
     ringleader::block_on(async move {
         let ring = BufRing::new(2, 4096).unwrap();
         // In flight, no data yet: dropped, then cancelled.
-        let r = recv(rx.as_raw_fd(), &ring);
+        let r = recv(&rx, &ring);
         ringleader::yield_now().await;
         drop(r);
         // In flight with data that arrives after the drop was decided but before the
         // cancel ran: the buffer the kernel may have filled is handed back either way.
-        let r = recv(rx.as_raw_fd(), &ring);
+        let r = recv(&rx, &ring);
         ringleader::yield_now().await;
         tx.write_all(b"lost-or-not").unwrap();
         drop(r);
@@ -144,20 +145,20 @@ fn dropped_recv_returns_its_buffer_and_eof_is_none() {
         tx.write_all(b"0123456789").unwrap();
         let mut got = Vec::new();
         while !got.ends_with(b"0123456789") {
-            let l = recv(rx.as_raw_fd(), &ring).await.unwrap().unwrap();
+            let l = recv(&rx, &ring).await.unwrap().unwrap();
             got.extend_from_slice(&l);
         }
         let a = {
             tx.write_all(b"a").unwrap();
-            recv(rx.as_raw_fd(), &ring).await.unwrap().unwrap()
+            recv(&rx, &ring).await.unwrap().unwrap()
         };
         tx.write_all(b"b").unwrap();
-        let b = recv(rx.as_raw_fd(), &ring).await.unwrap().unwrap();
+        let b = recv(&rx, &ring).await.unwrap().unwrap();
         assert_ne!(a.slot(), b.slot());
         assert_eq!((&a[..], &b[..]), (&b"a"[..], &b"b"[..]));
         drop((a, b));
         drop(tx);
-        assert!(recv(rx.as_raw_fd(), &ring).await.unwrap().is_none(), "EOF");
+        assert!(recv(&rx, &ring).await.unwrap().is_none(), "EOF");
         assert_eq!(ring.leased(), 0);
     });
 }
@@ -167,13 +168,12 @@ fn registered_ring_leases_write_fixed_from_the_kernel_chosen_buffer() {
     let (mut tx, rx) = connected_pair();
     ringleader::block_on(async move {
         let ring = BufRing::new_fixed(4, 4096).unwrap();
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for two fds.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let (pr, pw) = ringleader::pipe::pipe().await.unwrap();
+        let pw = Rc::new(pw);
         for round in 0..10u8 {
             let msg = [b'a' + round; 100];
             tx.write_all(&msg).unwrap();
-            let lease = recv(rx.as_raw_fd(), &ring).await.unwrap().unwrap();
+            let lease = recv(&rx, &ring).await.unwrap().unwrap();
             assert!(
                 lease.buf_index().is_some(),
                 "a registered ring's lease is fixed"
@@ -181,19 +181,14 @@ fn registered_ring_leases_write_fixed_from_the_kernel_chosen_buffer() {
             assert_eq!(&lease[..], &msg[..]);
             // WRITE_FIXED from inside the ring's registered memory, at the buffer the
             // kernel chose (any of the four, so the address is checked against the entry).
-            let (r, lease) = ringleader::lease_ops::write_fixed(fds[1], lease, u64::MAX).await;
+            let (r, lease) = ringleader::lease_ops::write_fixed(&pw, lease, u64::MAX).await;
             assert_eq!(r.unwrap(), 100);
             drop(lease);
             let mut back = [0u8; 100];
             // SAFETY: `back` is valid for 100 bytes of writes; the pipe holds 100 bytes.
-            let n = unsafe { libc::read(fds[0], back.as_mut_ptr().cast(), 100) };
+            let n = unsafe { libc::read(pr.as_raw_fd(), back.as_mut_ptr().cast(), 100) };
             assert_eq!((n, back), (100, msg));
         }
         assert_eq!(ring.leased(), 0);
-        // SAFETY: closing fds this test opened.
-        unsafe {
-            libc::close(fds[0]);
-            libc::close(fds[1]);
-        }
     });
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
+use std::rc::Rc;
 
 use common::{CountedBuf, counter, pipe, write_all};
 use ringleader::{Builder, SetupFlags, nop, spawn};
@@ -54,14 +54,19 @@ fn four_times_sq_size_of_concurrent_ops_all_complete() {
     rt.block_on(async move {
         // Reads on pipes stay in flight, so 4x the SQ of them are pending at once.
         let n = 4 * sq;
-        let pipes: Vec<_> = (0..n).map(|_| pipe()).collect();
+        let pipes: Vec<_> = (0..n)
+            .map(|_| {
+                let (r, w) = pipe();
+                (Rc::new(r), w)
+            })
+            .collect();
         let drops = counter();
         let reads: Vec<_> = pipes
             .iter()
             .map(|(r, _)| {
-                let fd = r.as_raw_fd();
+                let r = Rc::clone(r);
                 let buf = CountedBuf::new(16, &drops);
-                spawn(async move { ringleader::fd::read(fd, buf, u64::MAX).await })
+                spawn(async move { ringleader::fd::read(&r, buf, u64::MAX).await })
             })
             .collect();
         // Plus a burst of NOPs from one task, pushed in one poll.
@@ -97,14 +102,19 @@ fn overflow_case(flags: SetupFlags) -> ringleader::Stats {
     assert_eq!(rt.setup_info().cq_entries, 8);
     rt.block_on(async {
         let n = 256;
-        let pipes: Vec<_> = (0..n).map(|_| pipe()).collect();
+        let pipes: Vec<_> = (0..n)
+            .map(|_| {
+                let (r, w) = pipe();
+                (Rc::new(r), w)
+            })
+            .collect();
         let drops = counter();
         let reads: Vec<_> = pipes
             .iter()
             .map(|(r, _)| {
-                let fd = r.as_raw_fd();
+                let r = Rc::clone(r);
                 let buf = CountedBuf::new(8, &drops);
-                spawn(async move { ringleader::fd::read(fd, buf, u64::MAX).await })
+                spawn(async move { ringleader::fd::read(&r, buf, u64::MAX).await })
             })
             .collect();
         common::until(

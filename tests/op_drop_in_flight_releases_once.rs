@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::time::Duration;
 
 use common::{CountedBuf, counter, fd_count, get, pipe, until};
@@ -54,12 +54,12 @@ fn dropping_ten_thousand_in_flight_ops_leaks_nothing() {
     ringleader::block_on(async {
         let baseline = ringleader::stats();
         let (r, w) = pipe();
-        let fd = r.as_raw_fd();
+        let r = Rc::new(r);
         let mut reads = Vec::new();
         let mut timers = Vec::new();
         for _ in 0..5_000 {
             reads.push(ringleader::fd::read(
-                fd,
+                &r,
                 CountedBuf::new(64, &read_drops),
                 u64::MAX,
             ));
@@ -107,7 +107,7 @@ fn dropping_ten_thousand_in_flight_ops_leaks_nothing() {
         );
         // The pipe still works and nobody consumed from it.
         common::write_all(&w, b"x");
-        let (n, buf) = ringleader::fd::read(fd, Vec::with_capacity(4), u64::MAX).await;
+        let (n, buf) = ringleader::fd::read(&r, Vec::with_capacity(4), u64::MAX).await;
         assert_eq!((n.unwrap(), &buf[..]), (1, &b"x"[..]));
     });
     assert_eq!(get(&read_drops), 5_000);

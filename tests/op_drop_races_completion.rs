@@ -5,6 +5,7 @@
 mod common;
 
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
@@ -19,7 +20,7 @@ fn op_completed_before_drop_releases_once() {
         let base = ringleader::stats();
         let (r, w) = pipe();
         write_all(&w, b"ready");
-        let op = ringleader::fd::read(r.as_raw_fd(), CountedBuf::new(16, &drops), u64::MAX);
+        let op = ringleader::fd::read(&Rc::new(r), CountedBuf::new(16, &drops), u64::MAX);
         // Let the kernel complete it and the driver reap it, without polling the op.
         until(
             || ringleader::stats().ops_in_flight == base.ops_in_flight,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
+use std::rc::Rc;
 
 use common::{CountedBuf, counter, fd_count, get, pipe, until, write_all};
 
@@ -15,10 +15,10 @@ fn forgotten_read_leaks_its_buffer_and_slot_but_nothing_breaks() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let drops = counter();
     let (r, w) = pipe();
-    let fd = r.as_raw_fd();
+    let r = Rc::new(r);
     ringleader::block_on(async {
         let base = ringleader::stats();
-        let op = ringleader::fd::read(fd, CountedBuf::new(4096, &drops), u64::MAX);
+        let op = ringleader::fd::read(&r, CountedBuf::new(4096, &drops), u64::MAX);
         ringleader::yield_now().await;
         std::mem::forget(op);
         // The kernel completes the read into the leaked buffer.
@@ -37,7 +37,7 @@ fn forgotten_read_leaks_its_buffer_and_slot_but_nothing_breaks() {
         assert_eq!(get(&drops), 0, "the buffer is leaked, not freed");
         // Later ops use other slots and see their own data.
         write_all(&w, b"next");
-        let (n, buf) = ringleader::fd::read(fd, Vec::with_capacity(16), u64::MAX).await;
+        let (n, buf) = ringleader::fd::read(&r, Vec::with_capacity(16), u64::MAX).await;
         assert_eq!((n.unwrap(), &buf[..]), (4, &b"next"[..]));
     });
     assert_eq!(get(&drops), 0);
@@ -48,10 +48,10 @@ fn runtime_with_a_forgotten_in_flight_op_still_shuts_down() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let drops = counter();
     let (r, _w) = pipe();
+    let r = Rc::new(r);
     let fds_before = fd_count();
-    let fd = r.as_raw_fd();
     ringleader::block_on(async {
-        let op = ringleader::fd::read(fd, CountedBuf::new(64, &drops), u64::MAX);
+        let op = ringleader::fd::read(&r, CountedBuf::new(64, &drops), u64::MAX);
         ringleader::yield_now().await;
         std::mem::forget(op);
         assert_eq!(ringleader::stats().ops_in_flight, 1);

@@ -5,20 +5,17 @@
 mod common;
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
 
 use common::Rng;
 use ringleader::net::{OwnedIo, TcpListener, TcpStream};
 use ringleader::pipe::{pipe, splice, tee};
 
-async fn read_pipe(fd: &OwnedFd, len: usize) -> Vec<u8> {
+async fn read_pipe(fd: &Rc<OwnedFd>, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
-        let (res, buf) = ringleader::fd::read(
-            fd.as_raw_fd(),
-            Vec::with_capacity(len - out.len()),
-            u64::MAX,
-        )
-        .await;
+        let (res, buf) =
+            ringleader::fd::read(fd, Vec::with_capacity(len - out.len()), u64::MAX).await;
         let n = res.unwrap();
         assert!(n > 0, "pipe closed early");
         out.extend_from_slice(&buf);
@@ -26,22 +23,29 @@ async fn read_pipe(fd: &OwnedFd, len: usize) -> Vec<u8> {
     out
 }
 
-fn temp_file(tag: &str, data: &[u8]) -> (std::fs::File, std::path::PathBuf) {
+/// A new pipe, both ends as the owners an op holds.
+async fn pipe_rc() -> (Rc<OwnedFd>, Rc<OwnedFd>) {
+    let (r, w) = pipe().await.unwrap();
+    (Rc::new(r), Rc::new(w))
+}
+
+fn temp_file(tag: &str, data: &[u8]) -> (Rc<OwnedFd>, std::path::PathBuf) {
     let path = std::env::temp_dir().join(format!("rl-pipe-{tag}-{}", std::process::id()));
     std::fs::write(&path, data).unwrap();
-    (std::fs::File::open(&path).unwrap(), path)
+    let file = std::fs::File::open(&path).unwrap();
+    (Rc::new(OwnedFd::from(file)), path)
 }
 
 #[test]
 fn pipe_creates_a_connected_close_on_exec_pair() {
     ringleader::block_on(async {
-        let (r, w) = pipe().await.unwrap();
+        let (r, w) = pipe_rc().await;
         for fd in [&r, &w] {
             // SAFETY: F_GETFD on an open fd; plain integer arguments.
             let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
             assert!(flags & libc::FD_CLOEXEC != 0, "close-on-exec");
         }
-        let (res, _) = ringleader::fd::write(w.as_raw_fd(), b"through".to_vec(), u64::MAX).await;
+        let (res, _) = ringleader::fd::write(&w, b"through".to_vec(), u64::MAX).await;
         assert_eq!(res.unwrap(), 7);
         assert_eq!(read_pipe(&r, 7).await, b"through");
     });
@@ -62,34 +66,26 @@ fn splice_moves_a_file_through_a_pipe_into_a_socket_byte_exact() {
         let reader =
             ringleader::spawn(async move { server.read_exact(Vec::with_capacity(LEN)).await });
 
-        let (pr, pw) = pipe().await.unwrap();
+        let (pr, pw) = pipe_rc().await;
         let mut off = 0u64;
         while off < LEN as u64 {
             // File -> pipe at an explicit offset, then pipe -> socket, chunk by chunk.
-            let n = splice(file.as_raw_fd(), Some(off), pw.as_raw_fd(), None, 64 * 1024)
+            let n = splice(&file, Some(off), &pw, None, 64 * 1024)
                 .await
                 .unwrap();
             assert!(n > 0, "file ended early at {off}");
             let mut moved = 0;
             while moved < n {
-                let m = splice(
-                    pr.as_raw_fd(),
-                    None,
-                    client.as_raw_fd(),
-                    None,
-                    (n - moved) as u32,
-                )
-                .await
-                .unwrap();
+                let m = splice(&pr, None, &client, None, (n - moved) as u32)
+                    .await
+                    .unwrap();
                 assert!(m > 0);
                 moved += m;
             }
             off += n as u64;
         }
         // At end of file, splice moves nothing.
-        let n = splice(file.as_raw_fd(), Some(off), pw.as_raw_fd(), None, 4096)
-            .await
-            .unwrap();
+        let n = splice(&file, Some(off), &pw, None, 4096).await.unwrap();
         assert_eq!(n, 0);
         let (res, got) = reader.await.unwrap();
         res.unwrap();
@@ -101,13 +97,13 @@ fn splice_moves_a_file_through_a_pipe_into_a_socket_byte_exact() {
 #[test]
 fn tee_duplicates_pipe_contents_without_consuming_them() {
     ringleader::block_on(async {
-        let (r1, w1) = pipe().await.unwrap();
-        let (r2, w2) = pipe().await.unwrap();
+        let (r1, w1) = pipe_rc().await;
+        let (r2, w2) = pipe_rc().await;
         let msg: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
-        let (res, _) = ringleader::fd::write(w1.as_raw_fd(), msg.clone(), u64::MAX).await;
+        let (res, _) = ringleader::fd::write(&w1, msg.clone(), u64::MAX).await;
         assert_eq!(res.unwrap(), msg.len());
         // All 10,000 bytes are in the pipe (it holds 64 KiB), so one tee duplicates them all.
-        let n = tee(r1.as_raw_fd(), w2.as_raw_fd(), 1 << 20).await.unwrap();
+        let n = tee(&r1, &w2, 1 << 20).await.unwrap();
         assert_eq!(n, msg.len());
         assert_eq!(read_pipe(&r2, msg.len()).await, msg, "the copy");
         assert_eq!(
@@ -122,20 +118,16 @@ fn tee_duplicates_pipe_contents_without_consuming_them() {
 fn splice_and_tee_misuse_report_errno() {
     let (file, path) = temp_file("misuse", b"data");
     ringleader::block_on(async move {
-        let (r, w) = pipe().await.unwrap();
+        let (r, w) = pipe_rc().await;
         let (a, b) = ringleader::net::UnixStream::pair().unwrap();
         // Neither side a pipe.
-        let e = splice(file.as_raw_fd(), Some(0), a.as_raw_fd(), None, 4)
-            .await
-            .unwrap_err();
+        let e = splice(&file, Some(0), &a, None, 4).await.unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
         // tee needs two pipes.
-        let e = tee(file.as_raw_fd(), w.as_raw_fd(), 4).await.unwrap_err();
+        let e = tee(&file, &w, 4).await.unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
         // A pipe has no offset.
-        let e = splice(r.as_raw_fd(), Some(0), b.as_raw_fd(), None, 4)
-            .await
-            .unwrap_err();
+        let e = splice(&r, Some(0), &b, None, 4).await.unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ESPIPE), "{e}");
     });
     std::fs::remove_file(path).unwrap();

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use common::{CountedBuf, counter, get, pipe};
@@ -12,8 +12,10 @@ use ringleader::{Builder, Runtime};
 fn multi_core_shutdown_with_ops_in_flight_frees_everything() {
     let rt = Runtime::builder().cores(2).build().expect("runtime");
     let drops = counter();
-    let pipes: Vec<_> = (0..64).map(|_| pipe()).collect();
-    let fds: Arc<Vec<i32>> = Arc::new(pipes.iter().map(|(r, _)| r.as_raw_fd()).collect());
+    // The write ends stay here (open, so the reads wait); each task reads a dup of its
+    // pipe's read end, which its read keeps open until its final CQE.
+    let (readers, writers): (Vec<_>, Vec<_>) = (0..64).map(|_| pipe()).unzip();
+    let fds = Arc::new(readers);
     let started = counter();
     for core in 0..2 {
         for k in 0..32 {
@@ -22,9 +24,9 @@ fn multi_core_shutdown_with_ops_in_flight_frees_everything() {
             let started = started.clone();
             let h = rt.spawn_on(core, move || async move {
                 started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let fd = fds[core * 32 + k];
+                let fd = Rc::new(fds[core * 32 + k].try_clone().unwrap());
                 let (_r, _b) =
-                    ringleader::fd::read(fd, CountedBuf::new(32, &drops), u64::MAX).await;
+                    ringleader::fd::read(&fd, CountedBuf::new(32, &drops), u64::MAX).await;
                 // Also a long sleep, never reached.
                 ringleader::time::sleep(std::time::Duration::from_secs(3600)).await;
             });
@@ -38,22 +40,22 @@ fn multi_core_shutdown_with_ops_in_flight_frees_everything() {
     assert_eq!(get(&drops), 0);
     rt.shutdown();
     assert_eq!(get(&drops), 64, "every parked buffer freed exactly once");
-    drop(pipes);
+    drop(writers);
 }
 
 #[test]
 fn local_runtime_drop_cancels_pending_tasks() {
     let drops = counter();
     let (r, _w) = pipe();
-    let fd = r.as_raw_fd();
+    let r = Rc::new(r);
     {
         let rt = Builder::new().build_local().unwrap();
         let d = drops.clone();
         rt.block_on(async move {
             for _ in 0..10 {
-                let d = d.clone();
+                let (d, r) = (d.clone(), Rc::clone(&r));
                 ringleader::spawn(async move {
-                    let _ = ringleader::fd::read(fd, CountedBuf::new(8, &d), u64::MAX).await;
+                    let _ = ringleader::fd::read(&r, CountedBuf::new(8, &d), u64::MAX).await;
                 })
                 .detach();
             }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::time::Duration;
 
 use common::{CountedBuf, counter, get, pipe, until};
@@ -44,10 +44,11 @@ fn abort_cancels_the_tasks_in_flight_ops() {
         let drops = counter();
         let base = ringleader::stats();
         let (r, _w) = pipe();
-        let fd = r.as_raw_fd();
+        let r = Rc::new(r);
+        let fd = Rc::clone(&r);
         let d = drops.clone();
         let h = spawn(async move {
-            let (res, _buf) = ringleader::fd::read(fd, CountedBuf::new(8, &d), u64::MAX).await;
+            let (res, _buf) = ringleader::fd::read(&fd, CountedBuf::new(8, &d), u64::MAX).await;
             res.map(|_| ())
         });
         until(

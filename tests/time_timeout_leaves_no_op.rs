@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::{CountedBuf, counter, get, pipe, until};
@@ -17,7 +17,7 @@ fn timeout_on_a_never_completing_read_errors_and_leaves_no_op() {
         let base = ringleader::stats();
         let res = timeout(
             Duration::from_millis(10),
-            ringleader::fd::read(r.as_raw_fd(), CountedBuf::new(32, &drops), u64::MAX),
+            ringleader::fd::read(&Rc::new(r), CountedBuf::new(32, &drops), u64::MAX),
         )
         .await;
         let Err(err) = res else {
@@ -42,7 +42,7 @@ fn timeout_op_returns_the_buffer_and_leaves_no_op() {
     ringleader::block_on(async {
         let (r, _w) = pipe();
         let base = ringleader::stats();
-        let read = ringleader::fd::read(r.as_raw_fd(), Vec::with_capacity(128), u64::MAX);
+        let read = ringleader::fd::read(&Rc::new(r), Vec::with_capacity(128), u64::MAX);
         let out = timeout_op(Duration::from_millis(5), read)
             .await
             .expect_err("times out");
@@ -64,7 +64,7 @@ fn timeout_that_does_not_expire_gives_the_value() {
         common::write_all(&w, b"ok");
         let (res, buf) = timeout_op(
             Duration::from_secs(10),
-            ringleader::fd::read(r.as_raw_fd(), Vec::with_capacity(8), u64::MAX),
+            ringleader::fd::read(&Rc::new(r), Vec::with_capacity(8), u64::MAX),
         )
         .await
         .unwrap();

@@ -116,13 +116,11 @@ impl<T: Completable> Op<T> {
     ///
     /// ```
     /// ringleader_executor::block_on(async {
-    ///     let mut fds = [0; 2];
-    ///     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    ///     let read = ringleader_io::fd::read(fds[0], vec![0u8; 8], u64::MAX);
+    ///     let (r, _w) = ringleader_io::pipe::pipe().await.unwrap();
+    ///     let read = ringleader_io::fd::read(&std::rc::Rc::new(r), vec![0u8; 8], u64::MAX);
     ///     let (res, buf) = read.cancel().await;
     ///     assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
     ///     assert_eq!(buf.len(), 8);
-    /// #   unsafe { libc::close(fds[0]); libc::close(fds[1]); }
     /// });
     /// ```
     pub fn cancel(self) -> Self {

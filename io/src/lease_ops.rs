@@ -6,6 +6,11 @@
 //! its op data, so the lease safety rule holds: dropping the op future returns the memory at
 //! the op's final CQE, forgetting it leaks the memory, and neither lets a slot be reused
 //! while the kernel may still write into it.
+//!
+//! The op data also holds the fd's owner (an [`IoFd`]: a [`File`](crate::fs::File), a socket,
+//! an `Rc<OwnedFd>`), for the same reason: the kernel resolves the fd number only when it
+//! reaches the SQE, so a number closed and reused before then would be read or written
+//! instead. The `*_raw` forms take a bare `RawFd` and are `unsafe`.
 
 use std::fmt;
 use std::future::Future;
@@ -18,10 +23,14 @@ use io_uring::{cqueue, opcode, squeue, types};
 use ringleader_buf::{BufResult, BufRing, Lease, WaitReturned};
 use ringleader_executor::{Completable, Cqe, Op, Orphan};
 
-/// Resources of a read into a lease.
+use crate::group::{FdHold, IoFd};
+
+/// Resources of a read into a lease: the lease, and the fd's owner (none for
+/// [`read_fixed_raw`]).
 #[derive(Debug)]
 pub struct ReadLease {
     lease: Lease,
+    _fd: Option<FdHold>,
 }
 
 impl Orphan for ReadLease {}
@@ -40,10 +49,12 @@ impl Completable for ReadLease {
     }
 }
 
-/// Resources of a write from a lease.
+/// Resources of a write from a lease: the lease, and the fd's owner (none for
+/// [`write_fixed_raw`]).
 #[derive(Debug)]
 pub struct WriteLease {
     lease: Lease,
+    _fd: Option<FdHold>,
 }
 
 impl Orphan for WriteLease {}
@@ -58,67 +69,102 @@ impl Completable for WriteLease {
 /// Read up to `lease.capacity()` bytes from `fd` at `offset` (`u64::MAX`: the file
 /// position) into the lease; on success `lease.len()` is the count read. A registered lease
 /// (from a [`FixedPool`](ringleader_buf::FixedPool)) uses `IORING_OP_READ_FIXED` with its
-/// `buf_index`; an unregistered one a plain `IORING_OP_READ`. The fd must stay open until
-/// the op completes.
+/// `buf_index`; an unregistered one a plain `IORING_OP_READ`. The op keeps `fd` open until
+/// its final CQE.
 ///
 /// ```
+/// use std::rc::Rc;
 /// use ringleader_buf::FixedPool;
 /// ringleader_executor::block_on(async {
 ///     let pool = FixedPool::new(4096, 1).unwrap();
-///     let mut fds = [0; 2];
-///     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+///     let (r, w) = ringleader_io::pipe::pipe().await.unwrap();
+///     let (r, w) = (Rc::new(r), Rc::new(w));
 ///     let mut lease = pool.lease(5).await.unwrap();
 ///     lease.extend_from_slice(b"hello");
-///     let (r, lease) = ringleader_io::lease_ops::write_fixed(fds[1], lease, u64::MAX).await;
-///     assert_eq!(r.unwrap(), 5);
+///     let (n, lease) = ringleader_io::lease_ops::write_fixed(&w, lease, u64::MAX).await;
+///     assert_eq!(n.unwrap(), 5);
 ///     drop(lease);
 ///     let lease = pool.lease(4096).await.unwrap();
-///     let (r, lease) = ringleader_io::lease_ops::read_fixed(fds[0], lease, u64::MAX).await;
-///     assert_eq!((r.unwrap(), &lease[..]), (5, &b"hello"[..]));
-///     unsafe { libc::close(fds[0]); libc::close(fds[1]); }
+///     let (n, lease) = ringleader_io::lease_ops::read_fixed(&r, lease, u64::MAX).await;
+///     assert_eq!((n.unwrap(), &lease[..]), (5, &b"hello"[..]));
 /// });
 /// ```
-pub fn read_fixed(fd: RawFd, mut lease: Lease, offset: u64) -> Op<ReadLease> {
+pub fn read_fixed(fd: &impl IoFd, lease: Lease, offset: u64) -> Op<ReadLease> {
+    let hold = fd.fd_hold();
+    submit_read(hold.raw, Some(hold), lease, offset)
+}
+
+/// [`read_fixed`] on a bare fd number, which the op does not keep open.
+///
+/// # Safety
+/// As for [`fd::read_raw`](crate::fd::read_raw): until the op's final CQE (which may come
+/// after the future is dropped), `fd` must keep naming the file it names now, or the read
+/// may come from whatever file was given that number next.
+pub unsafe fn read_fixed_raw(fd: RawFd, lease: Lease, offset: u64) -> Op<ReadLease> {
+    submit_read(fd, None, lease, offset)
+}
+
+fn submit_read(raw: RawFd, hold: Option<FdHold>, mut lease: Lease, offset: u64) -> Op<ReadLease> {
     let len = lease.capacity().min(u32::MAX as usize) as u32;
     let ptr = lease.as_mut_ptr();
     let entry = match lease.buf_index() {
-        Some(index) => opcode::ReadFixed::new(types::Fd(fd), ptr, len, index)
+        Some(index) => opcode::ReadFixed::new(types::Fd(raw), ptr, len, index)
             .offset(offset)
             .build(),
-        None => opcode::Read::new(types::Fd(fd), ptr, len)
+        None => opcode::Read::new(types::Fd(raw), ptr, len)
             .offset(offset)
             .build(),
     };
     // SAFETY: `ptr..ptr + len` is the lease's memory, which lies inside the fixed buffer
     // `buf_index` names (the pool registered the whole slot) and does not move with the
     // lease; the lease is the op's data, kept until the final CQE, and its slot is not
-    // reused while the lease lives.
-    unsafe { Op::submit(entry, ReadLease { lease }) }
+    // reused while the lease lives. The fd's owner is in the data too (`read_fixed`), or the
+    // caller keeps the fd open (`read_fixed_raw`'s contract).
+    unsafe { Op::submit(entry, ReadLease { lease, _fd: hold }) }
 }
 
 /// Write `lease.len()` bytes from the lease to `fd` at `offset` (`u64::MAX`: the file
 /// position): `IORING_OP_WRITE_FIXED` for a registered lease, `IORING_OP_WRITE` otherwise.
-pub fn write_fixed(fd: RawFd, lease: Lease, offset: u64) -> Op<WriteLease> {
+/// The op keeps `fd` open until its final CQE.
+pub fn write_fixed(fd: &impl IoFd, lease: Lease, offset: u64) -> Op<WriteLease> {
+    let hold = fd.fd_hold();
+    submit_write(hold.raw, Some(hold), lease, offset)
+}
+
+/// [`write_fixed`] on a bare fd number, which the op does not keep open.
+///
+/// # Safety
+/// As for [`fd::read_raw`](crate::fd::read_raw): until the op's final CQE, `fd` must keep
+/// naming the file it names now, or the bytes may land in whatever file was given that
+/// number next.
+pub unsafe fn write_fixed_raw(fd: RawFd, lease: Lease, offset: u64) -> Op<WriteLease> {
+    submit_write(fd, None, lease, offset)
+}
+
+fn submit_write(raw: RawFd, hold: Option<FdHold>, lease: Lease, offset: u64) -> Op<WriteLease> {
     let len = lease.len().min(u32::MAX as usize) as u32;
     let ptr = lease.as_ptr();
     let entry = match lease.buf_index() {
-        Some(index) => opcode::WriteFixed::new(types::Fd(fd), ptr, len, index)
+        Some(index) => opcode::WriteFixed::new(types::Fd(raw), ptr, len, index)
             .offset(offset)
             .build(),
-        None => opcode::Write::new(types::Fd(fd), ptr, len)
+        None => opcode::Write::new(types::Fd(raw), ptr, len)
             .offset(offset)
             .build(),
     };
-    // SAFETY: as for `read_fixed`: the lease's stable, registered memory, owned by the op
-    // until its final CQE.
-    unsafe { Op::submit(entry, WriteLease { lease }) }
+    // SAFETY: as for `submit_read`: the lease's stable, registered memory, owned by the op
+    // until its final CQE; the fd is held by the data (`write_fixed`) or kept open by the
+    // caller (`write_fixed_raw`).
+    unsafe { Op::submit(entry, WriteLease { lease, _fd: hold }) }
 }
 
-/// Resources of a buffer-select recv: the ring, and the buffer the kernel selected if the
-/// CQE arrived after the future was dropped (it is handed back to the ring on drop).
+/// Resources of a buffer-select recv: the ring, the buffer the kernel selected if the CQE
+/// arrived after the future was dropped (it is handed back to the ring on drop), and the
+/// socket's owner (none for [`recv_raw`]).
 pub struct RecvSelect {
     ring: BufRing,
     selected: Option<u16>,
+    _fd: Option<FdHold>,
 }
 
 impl fmt::Debug for RecvSelect {
@@ -180,21 +226,30 @@ impl Completable for RecvSelect {
 /// every lease of the ring while awaiting a recv on it therefore waits forever.
 ///
 /// Keep one recv in flight per stream socket: concurrent recvs may complete out of order.
-pub fn recv(fd: RawFd, ring: &BufRing) -> Recv {
-    let mut r = Recv {
-        fd,
-        ring: ring.clone(),
-        since: 0,
-        state: RecvState::Done,
-    };
-    r.submit();
-    r
+///
+/// The future, and each recv it submits (until that recv's final CQE), keeps `fd` open.
+pub fn recv(fd: &impl IoFd, ring: &BufRing) -> Recv {
+    let hold = fd.fd_hold();
+    Recv::start(hold.raw, Some(hold), ring)
+}
+
+/// [`recv`] on a bare fd number, which neither the future nor its recvs keep open.
+///
+/// # Safety
+/// As for [`fd::read_raw`](crate::fd::read_raw): until the future resolves, and, if it is
+/// dropped or forgotten first, until the final CQE of the recv it had submitted (which comes
+/// later, while the runtime runs), `fd` must keep naming the socket it names now, or the
+/// recv may take bytes from whatever file was given that number next.
+pub unsafe fn recv_raw(fd: RawFd, ring: &BufRing) -> Recv {
+    Recv::start(fd, None, ring)
 }
 
 /// The future of [`recv`].
 #[must_use = "futures do nothing unless you `.await` or poll them; dropping cancels the recv"]
 pub struct Recv {
     fd: RawFd,
+    /// The socket's owner, cloned into each recv's op data (none for [`recv_raw`]).
+    hold: Option<FdHold>,
     ring: BufRing,
     /// `ring.returned()` when the current attempt was submitted.
     since: u64,
@@ -208,6 +263,18 @@ enum RecvState {
 }
 
 impl Recv {
+    fn start(fd: RawFd, hold: Option<FdHold>, ring: &BufRing) -> Recv {
+        let mut r = Recv {
+            fd,
+            hold,
+            ring: ring.clone(),
+            since: 0,
+            state: RecvState::Done,
+        };
+        r.submit();
+        r
+    }
+
     fn submit(&mut self) {
         // Read before the push: a buffer returned after this is seen as a change.
         self.since = self.ring.returned();
@@ -219,10 +286,12 @@ impl Recv {
         let data = RecvSelect {
             ring: self.ring.clone(),
             selected: None,
+            _fd: self.hold.clone(),
         };
         // SAFETY: the SQE carries no pointer: the kernel writes into a buffer of the ring's
         // group, whose memory the op data keeps alive (a `BufRing` handle) until the final
-        // CQE; the selected buffer is not reused until it is returned.
+        // CQE; the selected buffer is not reused until it is returned. The socket's owner is
+        // in the data too (`recv`), or the caller keeps it open (`recv_raw`'s contract).
         self.state = RecvState::InFlight(unsafe { Op::submit(entry, data) });
     }
 }

@@ -7,25 +7,31 @@
 //! kernel runs both in an io-wq worker (they may block on either side), which is fine: the
 //! ring is never blocked. Cancellation interrupts the worker.
 //!
-//! As for [`fd::read`](crate::fd::read), the raw fds given to `splice`/`tee` must stay open
-//! until the op completes: the ops borrow no memory, but a closed and reused fd number would
-//! be spliced from or to instead.
+//! As for [`fd::read`](crate::fd::read), `splice` and `tee` take the fds' owners (an
+//! [`IoFd`]: a [`File`](crate::fs::File), a socket, an `Rc<OwnedFd>`) and keep them open until
+//! the op's final CQE: the ops borrow no memory, but a closed and reused fd number would be
+//! spliced from or to instead. [`splice_raw`] and [`tee_raw`] take bare fds and are `unsafe`.
 //!
 //! ```
-//! use std::os::fd::AsRawFd;
+//! use std::rc::Rc;
+//! use ringleader_io::fd;
 //! use ringleader_io::pipe::{pipe, splice, tee};
 //!
 //! ringleader_executor::block_on(async {
-//!     let (r1, w1) = pipe().await.unwrap();
-//!     let (r2, w2) = pipe().await.unwrap();
-//!     let (n, _) = ringleader_io::fd::write(w1.as_raw_fd(), b"pages".to_vec(), u64::MAX).await;
+//!     let pipe_rc = || async {
+//!         let (r, w) = pipe().await.unwrap();
+//!         (Rc::new(r), Rc::new(w))
+//!     };
+//!     let (r1, w1) = pipe_rc().await;
+//!     let (r2, w2) = pipe_rc().await;
+//!     let (n, _) = fd::write(&w1, b"pages".to_vec(), u64::MAX).await;
 //!     assert_eq!(n.unwrap(), 5);
 //!     // Duplicate into the second pipe, then move the original out of the first.
-//!     assert_eq!(tee(r1.as_raw_fd(), w2.as_raw_fd(), 64).await.unwrap(), 5);
-//!     let (r3, w3) = pipe().await.unwrap();
-//!     assert_eq!(splice(r1.as_raw_fd(), None, w3.as_raw_fd(), None, 64).await.unwrap(), 5);
-//!     let (_, a) = ringleader_io::fd::read(r2.as_raw_fd(), Vec::with_capacity(8), u64::MAX).await;
-//!     let (_, b) = ringleader_io::fd::read(r3.as_raw_fd(), Vec::with_capacity(8), u64::MAX).await;
+//!     assert_eq!(tee(&r1, &w2, 64).await.unwrap(), 5);
+//!     let (r3, w3) = pipe_rc().await;
+//!     assert_eq!(splice(&r1, None, &w3, None, 64).await.unwrap(), 5);
+//!     let (_, a) = fd::read(&r2, Vec::with_capacity(8), u64::MAX).await;
+//!     let (_, b) = fd::read(&r3, Vec::with_capacity(8), u64::MAX).await;
 //!     assert_eq!((&a[..], &b[..]), (&b"pages"[..], &b"pages"[..]));
 //! });
 //! ```
@@ -36,6 +42,8 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, types};
 use ringleader_executor::{Completable, Cqe, Op, Orphan};
+
+use crate::group::{FdHold, IoFd};
 
 /// Resources of a pipe creation: the two-int array the kernel fills.
 #[derive(Debug)]
@@ -101,9 +109,12 @@ fn pipe2() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Resources of a splice or tee: none (the fds are borrowed, see the module docs).
+/// Resources of a splice or tee: the owners of its two fds (none for [`splice_raw`] and
+/// [`tee_raw`]); no memory.
 #[derive(Debug)]
-pub struct SpliceOp(());
+pub struct SpliceOp {
+    _fds: Option<[FdHold; 2]>,
+}
 
 impl Orphan for SpliceOp {}
 
@@ -122,31 +133,83 @@ fn offset(off: Option<u64>) -> i64 {
 /// Move up to `len` bytes from `fd_in` to `fd_out`, one of which must be a pipe
 /// (`IORING_OP_SPLICE`, Linux 5.7). An offset of `None` uses the fd's position (and must be
 /// `None` for a pipe); `Some(off)` reads or writes a file at `off` without moving its
-/// position. Returns the bytes moved; `Ok(0)` when the input is at end of file.
+/// position. Returns the bytes moved; `Ok(0)` when the input is at end of file. The op keeps
+/// both fds open until its final CQE.
 pub fn splice(
+    fd_in: &impl IoFd,
+    off_in: Option<u64>,
+    fd_out: &impl IoFd,
+    off_out: Option<u64>,
+    len: u32,
+) -> Op<SpliceOp> {
+    let (fd_in, fd_out) = (fd_in.fd_hold(), fd_out.fd_hold());
+    let entry = splice_entry(fd_in.raw, off_in, fd_out.raw, off_out, len);
+    let data = SpliceOp {
+        _fds: Some([fd_in, fd_out]),
+    };
+    // SAFETY: a splice carries no pointer into user memory, and its data holds both fds'
+    // owners until the final CQE.
+    unsafe { Op::submit(entry, data) }
+}
+
+/// [`splice`] between bare fd numbers, which the op does not keep open.
+///
+/// # Safety
+/// As for [`fd::read_raw`](crate::fd::read_raw), for both fds: until the op's final CQE
+/// (which may come after the future is dropped), each number must keep naming the file it
+/// names now, or bytes may move from or to whatever file was given that number next.
+pub unsafe fn splice_raw(
     fd_in: RawFd,
     off_in: Option<u64>,
     fd_out: RawFd,
     off_out: Option<u64>,
     len: u32,
 ) -> Op<SpliceOp> {
-    let entry = opcode::Splice::new(
+    let entry = splice_entry(fd_in, off_in, fd_out, off_out, len);
+    // SAFETY: a splice carries no pointer into user memory; the caller keeps the fds open
+    // until the final CQE (this fn's contract).
+    unsafe { Op::submit(entry, SpliceOp { _fds: None }) }
+}
+
+fn splice_entry(
+    fd_in: RawFd,
+    off_in: Option<u64>,
+    fd_out: RawFd,
+    off_out: Option<u64>,
+    len: u32,
+) -> io_uring::squeue::Entry {
+    opcode::Splice::new(
         types::Fd(fd_in),
         offset(off_in),
         types::Fd(fd_out),
         offset(off_out),
         len,
     )
-    .build();
-    // SAFETY: a splice carries no pointer into user memory.
-    unsafe { Op::submit(entry, SpliceOp(())) }
+    .build()
 }
 
 /// Copy up to `len` bytes from pipe `fd_in` to pipe `fd_out` without consuming them
 /// (`IORING_OP_TEE`, Linux 5.8). Returns the bytes duplicated; `Ok(0)` if `fd_in` is empty
-/// and has no writers.
-pub fn tee(fd_in: RawFd, fd_out: RawFd, len: u32) -> Op<SpliceOp> {
+/// and has no writers. The op keeps both fds open until its final CQE.
+pub fn tee(fd_in: &impl IoFd, fd_out: &impl IoFd, len: u32) -> Op<SpliceOp> {
+    let (fd_in, fd_out) = (fd_in.fd_hold(), fd_out.fd_hold());
+    let entry = opcode::Tee::new(types::Fd(fd_in.raw), types::Fd(fd_out.raw), len).build();
+    let data = SpliceOp {
+        _fds: Some([fd_in, fd_out]),
+    };
+    // SAFETY: a tee carries no pointer into user memory, and its data holds both fds' owners
+    // until the final CQE.
+    unsafe { Op::submit(entry, data) }
+}
+
+/// [`tee`] between bare fd numbers, which the op does not keep open.
+///
+/// # Safety
+/// As for [`splice_raw`]: until the op's final CQE, both numbers must keep naming the
+/// pipes they name now.
+pub unsafe fn tee_raw(fd_in: RawFd, fd_out: RawFd, len: u32) -> Op<SpliceOp> {
     let entry = opcode::Tee::new(types::Fd(fd_in), types::Fd(fd_out), len).build();
-    // SAFETY: a tee carries no pointer into user memory.
-    unsafe { Op::submit(entry, SpliceOp(())) }
+    // SAFETY: a tee carries no pointer into user memory; the caller keeps the fds open until
+    // the final CQE (this fn's contract).
+    unsafe { Op::submit(entry, SpliceOp { _fds: None }) }
 }

@@ -154,16 +154,14 @@ impl<O: fmt::Debug> std::error::Error for OpTimedOut<O> {}
 /// CQE, and its output (with its buffer) comes back in [`OpTimedOut`].
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::{rc::Rc, time::Duration};
 /// ringleader_executor::block_on(async {
-///     let mut fds = [0; 2];
-///     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-///     let read = ringleader_io::fd::read(fds[0], vec![0u8; 64], u64::MAX);
+///     let (r, _w) = ringleader_io::pipe::pipe().await.unwrap();
+///     let read = ringleader_io::fd::read(&Rc::new(r), vec![0u8; 64], u64::MAX);
 ///     let err = ringleader_io::time::timeout_op(Duration::from_millis(2), read).await.unwrap_err();
 ///     let (res, buf) = err.output;
 ///     assert!(res.is_err());
 ///     assert_eq!(buf.len(), 64, "the buffer came back");
-/// #   unsafe { libc::close(fds[0]); libc::close(fds[1]); }
 /// });
 /// ```
 pub async fn timeout_op<T: Completable>(

@@ -15,10 +15,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_uring::IoUring;
@@ -244,7 +245,8 @@ fn reads(
     n: u64,
     pool: Option<&FixedPool>,
 ) -> Duration {
-    let fd = file.as_raw_fd();
+    // The owner every read holds until its CQE (a dup of `file`, made before the clock).
+    let fd = Rc::new(OwnedFd::from(file.try_clone().expect("dup the file's fd")));
     let blocks = span / w.len as u64;
     let per_task = n / qd as u64;
     rt.block_on(async move {
@@ -269,10 +271,12 @@ fn reads(
                 (rng % blocks) * w.len as u64
             };
             let len = w.len;
+            let fd = Rc::clone(&fd);
             if let Some(mut lease) = leases.pop() {
                 tasks.push(ringleader::spawn(async move {
                     for _ in 0..per_task {
-                        let (r, l) = ringleader::lease_ops::read_fixed(fd, lease, next_off()).await;
+                        let (r, l) =
+                            ringleader::lease_ops::read_fixed(&fd, lease, next_off()).await;
                         assert_eq!(r.expect("READ_FIXED failed"), len);
                         lease = l;
                     }
@@ -282,7 +286,7 @@ fn reads(
                 tasks.push(ringleader::spawn(async move {
                     for _ in 0..per_task {
                         buf.set_len(0);
-                        let (r, b) = ringleader::fd::read(fd, buf, next_off()).await;
+                        let (r, b) = ringleader::fd::read(&fd, buf, next_off()).await;
                         assert_eq!(r.expect("READ failed"), len);
                         buf = b;
                     }

@@ -33,7 +33,7 @@ use super::vectored::{self, Fixup};
 /// A group on a borrowed lease; `.await` it (it is [`IntoFuture`]).
 ///
 /// ```
-/// use std::{os::fd::AsRawFd, rc::Rc};
+/// use std::rc::Rc;
 /// use ringleader_buf::FixedPool;
 /// use ringleader_io::{fd, group::{Group, Leader, Member}, pipe::pipe};
 ///
@@ -43,7 +43,7 @@ use super::vectored::{self, Fixup};
 ///     let (a_r, a_w) = pipe().await.unwrap();
 ///     let (b_r, b_w) = pipe().await.unwrap();
 ///     let (src_r, a_w, b_w) = (Rc::new(src_r), Rc::new(a_w), Rc::new(b_w));
-///     fd::write(src_w.as_raw_fd(), b"fan me out".to_vec(), u64::MAX).await.0.unwrap();
+///     fd::write(&Rc::new(src_w), b"fan me out".to_vec(), u64::MAX).await.0.unwrap();
 ///
 ///     let mut lease = pool.lease(4096).await.unwrap();
 ///     let out = Group::new(&mut lease)
@@ -54,8 +54,8 @@ use super::vectored::{self, Fixup};
 ///     assert!(!out.failed());
 ///     assert_eq!(out.leader.unwrap(), 10);
 ///     assert_eq!(&lease[..], b"fan me out");
-///     for r in [&a_r, &b_r] {
-///         let (n, buf) = fd::read(r.as_raw_fd(), Vec::with_capacity(16), u64::MAX).await;
+///     for r in [a_r, b_r] {
+///         let (n, buf) = fd::read(&Rc::new(r), Vec::with_capacity(16), u64::MAX).await;
 ///         assert_eq!((n.unwrap(), &buf[..]), (10, &b"fan me out"[..]));
 ///     }
 /// });

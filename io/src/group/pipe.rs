@@ -34,7 +34,7 @@ use super::sqe;
 /// A group on a borrowed [`PipeLease`]; `.await` it.
 ///
 /// ```
-/// use std::{os::fd::AsRawFd, rc::Rc};
+/// use std::rc::Rc;
 /// use ringleader_buf::PipeLease;
 /// use ringleader_io::{fd, group::PipeGroup, pipe::pipe};
 ///
@@ -43,7 +43,7 @@ use super::sqe;
 ///     let (src_r, src_w) = pipe().await.unwrap();
 ///     let (tee_r, tee_w) = pipe().await.unwrap();
 ///     let (out_r, out_w) = pipe().await.unwrap();
-///     fd::write(src_w.as_raw_fd(), b"pages".to_vec(), u64::MAX).await.0.unwrap();
+///     fd::write(&Rc::new(src_w), b"pages".to_vec(), u64::MAX).await.0.unwrap();
 ///     let out = PipeGroup::new(&mut lease)
 ///         .splice_from(&Rc::new(src_r), None, 1 << 16)
 ///         .tee_to(&Rc::new(tee_w))
@@ -53,7 +53,7 @@ use super::sqe;
 ///     assert_eq!(out.members.iter().map(|r| *r.as_ref().unwrap()).collect::<Vec<_>>(), [5, 5]);
 ///     assert_eq!(lease.len().unwrap(), 0, "drained");
 ///     for r in [tee_r, out_r] {
-///         let (_, buf) = fd::read(r.as_raw_fd(), Vec::with_capacity(8), u64::MAX).await;
+///         let (_, buf) = fd::read(&Rc::new(r), Vec::with_capacity(8), u64::MAX).await;
 ///         assert_eq!(buf, b"pages");
 ///     }
 /// });
