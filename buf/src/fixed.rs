@@ -20,7 +20,7 @@
 //!   `PoolShared`), and both happen only when the pool handle and every lease are gone;
 //! - wakers are woken after the state borrow ends: a waker never runs inside the pool.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -32,7 +32,7 @@ use std::task::{Context, Poll, Waker};
 
 use slab::Slab;
 
-use crate::lease::{Lease, Source};
+use crate::lease::{Lease, SlotCounts, Source};
 use crate::memlock::registration_error;
 use crate::region::Region;
 use crate::table::{TABLE_ENTRIES, TableRange};
@@ -180,7 +180,7 @@ impl FixedPoolBuilder {
         Ok(FixedPool {
             shared: Rc::new(PoolShared {
                 table,
-                counts: (0..total).map(|_| Cell::new(0)).collect(),
+                counts: (0..total).map(|_| SlotCounts::default()).collect(),
                 slots: slots.into_boxed_slice(),
                 state: RefCell::new(state),
                 _regions: regions,
@@ -399,7 +399,9 @@ struct PoolShared {
     // their locked-memory charge back) before `_regions` unmaps the memory.
     table: TableRange,
     state: RefCell<PoolState>,
-    counts: Box<[Cell<usize>]>,
+    /// Per-slot counts (`lease.rs`): a boxed slice, never reallocated, so leases may keep
+    /// pointers into it while this source lives.
+    counts: Box<[SlotCounts]>,
     slots: Box<[SlotInfo]>,
     _regions: Vec<Region>,
 }
@@ -419,7 +421,7 @@ impl PoolShared {
 }
 
 impl Source for PoolShared {
-    fn count(&self, slot: u32) -> &Cell<usize> {
+    fn counts(&self, slot: u32) -> &SlotCounts {
         &self.counts[slot as usize]
     }
 

@@ -32,6 +32,12 @@
 //!   guards reuse lives in values the runtime owns (the op data holds the `Lease` or a
 //!   [`LeaseRef`]), so it holds under drop, panic and `mem::forget`: a dropped op returns the
 //!   slot at its final CQE, a forgotten one leaks it. See `lease.rs`.
+//! - **The lease access rule.** Each slot also counts the kernel *writers* and *readers* in
+//!   flight (a [`LeaseRef`] of kind [`LeaseAccess::KernelWriter`] or
+//!   [`LeaseAccess::KernelReader`] in an op's data). Safe code gets no `&[u8]` of a lease
+//!   while a writer is in flight, and no `&mut [u8]` while a writer or reader is: the access
+//!   panics, or its `try_` form returns [`LeaseBusy`]. A dropped op keeps its count until its
+//!   final CQE, a forgotten one forever: the lease is then busy, never racy.
 //! - **One core.** Pools, rings and leases are `!Send`: registrations belong to one ring,
 //!   which belongs to one core.
 //! - **Errors** are `std::io::Error` with the kernel's errno kind and context; a registration
@@ -55,7 +61,7 @@ mod table;
 
 pub use aligned::{AlignedBuf, DioAlign, dio_align};
 pub use fixed::{FixedPool, FixedPoolBuilder, LeaseFuture};
-pub use lease::{Lease, LeaseRef};
+pub use lease::{Lease, LeaseAccess, LeaseBusy, LeaseRef};
 pub use memlock::MemlockError;
 pub use owned::{BufResult, IoBuf, IoBufMut};
 pub use pipe::{PipeLease, PipeRef};

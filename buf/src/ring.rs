@@ -37,7 +37,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use crate::lease::{Lease, Source};
+use crate::lease::{Lease, SlotCounts, Source};
 use crate::memlock::registration_error;
 use crate::region::Region;
 use crate::sys::{BufReg, RingId, UNREGISTER_PBUF_RING};
@@ -140,7 +140,7 @@ impl BufRing {
             bgid: 0,
             entries,
             buf_size,
-            counts: (0..entries).map(|_| Cell::new(0)).collect(),
+            counts: (0..entries).map(|_| SlotCounts::default()).collect(),
             state: RefCell::new(RingState {
                 tail: 0,
                 returned: 0,
@@ -291,7 +291,9 @@ struct RingShared {
     bgid: u16,
     entries: u16,
     buf_size: usize,
-    counts: Box<[Cell<usize>]>,
+    /// Per-slot counts (`lease.rs`): a boxed slice, never reallocated, so leases may keep
+    /// pointers into it while this source lives.
+    counts: Box<[SlotCounts]>,
     state: RefCell<RingState>,
     ring_mem: Region,
     bufs: Region,
@@ -328,7 +330,7 @@ impl RingShared {
 }
 
 impl Source for RingShared {
-    fn count(&self, slot: u32) -> &Cell<usize> {
+    fn counts(&self, slot: u32) -> &SlotCounts {
         &self.counts[slot as usize]
     }
 
