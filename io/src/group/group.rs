@@ -10,7 +10,13 @@
 //!
 //! Invariants: the group holds `&'l mut Lease` from construction to completion, so nothing
 //! else reaches the lease meanwhile (G9), and every op's data holds a `LeaseRef`, so a
-//! dropped or forgotten group never lets the slot be reused under the kernel (G8).
+//! dropped or forgotten group never lets the slot be reused under the kernel (G8). Those
+//! references are kernel writers for the leader (when it fills the lease; zero-fill writes
+//! at its CQE) and for members that write into the lease, kernel readers for the other
+//! members: a dropped or forgotten group leaves the lease refusing access until its ops'
+//! final CQEs (forgotten: forever), never racy. A group is not submitted on a lease that a
+//! dropped or forgotten op still uses in a conflicting way: it is refused with the
+//! `ResourceBusy` error of its [`LeaseBusy`](ringleader_buf::LeaseBusy).
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
@@ -160,7 +166,15 @@ impl<'l> IntoFuture for Group<'l> {
             zero_fill: zero_fill && produces,
         };
         let n = members.len();
+        // What the group does to the lease decides what it must not meet: a kernel writer
+        // (if it only reads), or any kernel op (if anything writes into it).
+        let free = if produces || members.iter().any(Member::writes_lease) {
+            lease.check_writable()
+        } else {
+            lease.check_readable()
+        };
         let state = match place(&members, shape) {
+            _ if free.is_err() => State::Refused(free.err().map(Into::into), n),
             Err(e) => State::Refused(Some(e), n),
             Ok(_)
                 if linked
@@ -252,9 +266,17 @@ impl Plan {
         } = self;
         let base = lease.as_mut_ptr();
         let index = lease.buf_index();
+        // The template each op's reference is made from; it only keeps the slot.
         let keep = lease.keep_alive();
         let leader_entry = leader.entry(base, sqe::len32(shape.cap), index);
-        let leader_hold = Hold::new(Some(keep.clone()), leader.fd());
+        // A leader that fills the lease (and, in zero-fill mode, the driver's write at its
+        // CQE) is a kernel writer until its data is released; a NOP touches nothing.
+        let leader_ref = if leader.produces() {
+            keep.kernel_writer()
+        } else {
+            keep.clone()
+        };
+        let leader_hold = Hold::new(Some(leader_ref), leader.fd());
         if linked {
             return State::Linked(
                 Run::start(leader_entry, leader_hold, placed, base, index, &keep),
@@ -293,7 +315,9 @@ impl Plan {
             // SAFETY: `base..base + cap` is the lease's slot, kept from reuse by the leader's
             // `LeaseRef` for as long as the leader's data (which holds it) lives, and nothing
             // else touches it between the leader's CQE and the members' push: the group holds
-            // the lease's only `&mut`, and the members have not started.
+            // the lease's only `&mut`, the members have not started, and if the group future
+            // is forgotten the leader's `LeaseRef`, a kernel writer, is leaked with it, so safe
+            // code never reaches the bytes again.
             unsafe { ZeroFill::new(base, shape.cap) }
         });
         // Vectored members whose iovecs follow the leader's result.

@@ -2,8 +2,11 @@
 //!
 //! Rules (DESIGN §4 G7): members that read the lease share it and may overlap; a member that
 //! writes into the lease needs a range no other member touches; every range lies inside the
-//! lease's capacity. A violation refuses the whole group with `InvalidInput` (`EINVAL`)
-//! naming the members; nothing is submitted.
+//! lease's capacity; a member that writes into the lease is never in a lane (lanes order
+//! sends on a stream socket: a read or recv there would wait behind other tasks' sends while
+//! the group's drop waits for it, and a short one would fail the lane).
+//! A violation refuses the whole group with `InvalidInput` (`EINVAL`) naming the members;
+//! nothing is submitted.
 
 use std::io;
 use std::rc::Rc;
@@ -44,7 +47,8 @@ impl Placed {
     }
 
     /// The member's SQE and data on the lease at `base`: full length, or cut to the leader's
-    /// result when it is known.
+    /// result when it is known. Its data holds a reference made from `keep`: a kernel
+    /// writer if the member writes into the lease, a kernel reader otherwise.
     pub(crate) fn build(
         &self,
         base: *mut u8,
@@ -52,7 +56,12 @@ impl Placed {
         keep: &LeaseRef,
         leader_result: Option<i32>,
     ) -> Built {
-        let hold = Hold::new(Some(keep.clone()), Some(self.member.fd()));
+        let access = if self.member.writes_lease() {
+            keep.kernel_writer()
+        } else {
+            keep.kernel_reader()
+        };
+        let hold = Hold::new(Some(access), Some(self.member.fd()));
         let len = leader_result.map_or(self.max, |r| self.len_after(r));
         if let Some((fd, prefix)) = self.member.prefixed() {
             // Two iovecs (the prefix, then the lease range) in a `Vec`, a `msghdr` pointing
@@ -151,6 +160,13 @@ pub(crate) fn place(members: &[Member], shape: Shape) -> io::Result<Vec<Placed>>
     let mut placed = Vec::with_capacity(members.len());
     for (i, m) in members.iter().enumerate() {
         let writes = m.writes_lease();
+        if writes && m.lane.is_some() {
+            return Err(invalid(format!(
+                "member {i} ({m:?}) writes into the lease and is in a lane; lanes order the \
+                 sends of a stream socket: only members that read the lease (send, send_zc, \
+                 send_prefixed, write) may join one"
+            )));
+        }
         let open_end = if writes || shape.produces {
             shape.cap
         } else {

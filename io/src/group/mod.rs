@@ -75,19 +75,47 @@
 //!   data until its final CQE, which the executor keeps even if the future is dropped (and
 //!   leaks if it is forgotten): a slot is never reused under the kernel;
 //! - **G9** a group holds `&mut` on its lease, and a plain op future a `&` (readers) or a
-//!   `&mut` view (writers), for their whole life;
+//!   `&mut` view (writers), for their whole life; what outlives those borrows is the lease
+//!   access rule below;
 //! - **G10** [`Group::linked`]: one `IOSQE_IO_LINK` chain; chains broken by short results
 //!   are finished by the runtime (`linked.rs`).
+//!
+//! # The lease access rule: drop, forget, panic
+//!
+//! A borrow ends when its future is dropped or `mem::forget`-ed; the kernel's use of the
+//! lease does not. So the `LeaseRef` in each op's data has an access kind
+//! ([`LeaseAccess`](ringleader_buf::LeaseAccess)): a **kernel writer** for the ops that write
+//! into the lease (a `read_fixed`/`recv` leader, which zero-fill mode extends to the driver's
+//! write at its CQE; `Member::read_fixed`/`Member::recv`; plain [`read_fixed_at`] and
+//! [`recv`]), a **kernel reader** for those that read it (`write_fixed`, `write`,
+//! `writev_fixed`, `send`, `send_zc`, `send_prefixed`; plain [`write_fixed_at`], [`send`],
+//! [`send_zc`], [`sendv`]). While a writer is in flight the lease refuses `&` and `&mut`
+//! access to its bytes; while a reader is, `&mut` (a panic naming the slot and the counts;
+//! the `try_` forms return [`LeaseBusy`](ringleader_buf::LeaseBusy)). Hence:
+//!
+//! - **awaited**: every reference is released at the op's final CQE, before the future
+//!   resolves; the lease is free again;
+//! - **dropped**: the op is cancelled and its data (with its reference) released at its final
+//!   CQE, `SEND_ZC` notification included. Ops that write into the lease also wait for that
+//!   CQE in the drop (`settle_on_drop`), so the lease is usually free when the drop returns;
+//!   ops that read it do not wait: the lease refuses `&mut` until the kernel is done;
+//! - **forgotten**: the reference is leaked with the future: the lease refuses access
+//!   forever (a writer: all access; a reader: `&mut`) and its slot is never reused;
+//! - **panic**: unwinding through an op future drops it (as above);
+//! - a new op or group on a lease that a dropped or forgotten op still uses in a conflicting
+//!   way (any kernel op, for one that writes into the lease; a writer, for one that only
+//!   reads it) is not submitted: it resolves to an `io::Error` of kind `ResourceBusy`.
+//!
+//! The counts are per slot. A view made with [`LeaseExt::view_mut`] on a free lease is never
+//! refused because of the ops started from it or from its splits (they work on other
+//! bytes); see `view.rs`.
 //!
 //! # Invariants
 //!
 //! - An SQE built here points only into a lease slot (or chosen ring buffer) and names only
-//!   fds that its op's data keeps alive until its final CQE (`hold.rs`).
+//!   fds that its op's data keeps alive until its final CQE (`hold.rs`); the op's data holds
+//!   a `LeaseRef` of the kind that matches what the SQE does to the lease.
 //! - A group submits nothing before its first poll; dropping it un-polled does no I/O.
-//! - Dropping a group (or a plain op) whose op *writes into* the lease ends the borrow while
-//!   the kernel may still be writing, until the cancellation completes: the slot is safe
-//!   from reuse, but reading the lease right then may observe those writes. Await the group,
-//!   or drop the lease, which is always safe.
 //!
 //! Minimum kernel: 5.19 (buffer rings; fixed buffers and splice/tee are older); 6.0 for
 //! `SEND_ZC`. Design notes: `docs/groups.md`.

@@ -11,7 +11,9 @@ use super::hold::{canceled, result};
 ///
 /// - `leader`: the leader's byte count (the data's length for a leader that fills the lease),
 ///   or its error; a group that failed validation is never submitted and reports an
-///   `InvalidInput` (`EINVAL`) error here that names the problem;
+///   `InvalidInput` (`EINVAL`) error here that names the problem, and a group on a lease that
+///   a dropped or forgotten op still uses a `ResourceBusy` error carrying the
+///   [`LeaseBusy`](ringleader_buf::LeaseBusy);
 /// - `members`: each member's result, in the order the members were added. When the leader
 ///   failed, every member is `ECANCELED` and none was submitted (G4).
 #[derive(Debug)]

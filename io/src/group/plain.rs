@@ -26,13 +26,22 @@
 //! ```
 //!
 //! Each future borrows the lease (shared for ops that read it, exclusive for ops that write
-//! into it) *and* keeps a `LeaseRef` in its op data. The borrow gives the compile-time
-//! guarantees (G9); the count gives memory safety when a future is dropped or forgotten: the
-//! slot is not reused before the op's final CQE.
+//! into it) *and* keeps a `LeaseRef` in its op data: a kernel reader or a kernel writer
+//! (`ringleader_buf`'s lease access rule). The borrow gives the compile-time guarantees
+//! (G9); the counted reference is what survives a dropped or forgotten future: the slot is
+//! not reused, and its bytes are not reachable by safe code (`&` while a writer is in flight,
+//! `&mut` while a writer or reader is), until the op's final CQE (`SEND_ZC`: its
+//! notification); forgotten, never.
 //!
-//! A future whose op *writes into* the lease (a read, a recv) waits, when dropped in flight,
-//! until the kernel has finished with it (`Op::settle_on_drop`): the exclusive borrow ends
-//! only once no kernel write can follow, so the lease never changes under a later `&`.
+//! A future whose op *writes into* the lease (a read, a recv) also waits, when dropped in
+//! flight, until the kernel has finished with it (`Op::settle_on_drop`), so the lease is
+//! usually usable as soon as the drop returns. A future whose op reads it does not wait (a
+//! `SEND_ZC` notification can take long): the lease refuses `&mut` until the kernel is done.
+//!
+//! An op is not submitted on a lease that a dropped or forgotten op still uses in a way that
+//! conflicts with it (a read into a lease still being sent, a send of a lease still being
+//! written): its future resolves to an `io::Error` of kind `ResourceBusy` carrying the
+//! [`LeaseBusy`](ringleader_buf::LeaseBusy).
 
 use std::fmt;
 use std::future::Future;
@@ -41,7 +50,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use ringleader_buf::Lease;
+use ringleader_buf::{Lease, LeaseBusy};
 use ringleader_executor::Op;
 
 use super::fd::IoFd;
@@ -52,7 +61,8 @@ use super::view::{LeaseSlice, LeaseSliceMut};
 /// An op on a borrowed lease view: resolves to the byte count at the op's final CQE.
 #[must_use = "futures do nothing unless you `.await` or poll them; dropping cancels the op"]
 pub struct LeaseIo<'a> {
-    op: Op<Hold>,
+    /// The op, or why it was not submitted (the lease was busy).
+    op: Result<Op<Hold>, Option<io::Error>>,
     /// The lease, when the op reads into all of it (its `len` is set on success).
     whole: Option<&'a mut Lease>,
     _borrow: PhantomData<&'a Lease>,
@@ -63,7 +73,11 @@ impl Future for LeaseIo<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let cqe = ready!(Pin::new(&mut this.op).poll(cx));
+        let op = match &mut this.op {
+            Ok(op) => op,
+            Err(e) => return Poll::Ready(Err(e.take().expect("LeaseIo polled after completion"))),
+        };
+        let cqe = ready!(Pin::new(op).poll(cx));
         let res = result(&cqe);
         if let (Ok(n), Some(lease)) = (&res, this.whole.as_deref_mut()) {
             // The kernel wrote `n <= capacity` bytes at the lease's start.
@@ -98,8 +112,19 @@ fn submit<'a>(
         op
     };
     LeaseIo {
-        op,
+        op: Ok(op),
         whole,
+        _borrow: PhantomData,
+    }
+}
+
+/// An op never submitted: the lease is busy with a dropped or forgotten op (see the module
+/// docs).
+#[cold]
+fn refused<'a>(busy: LeaseBusy) -> LeaseIo<'a> {
+    LeaseIo {
+        op: Err(Some(busy.into())),
+        whole: None,
         _borrow: PhantomData,
     }
 }
@@ -113,6 +138,9 @@ pub fn read_fixed_at<'a>(
     pos: u64,
 ) -> LeaseIo<'a> {
     let dst = dst.into();
+    if let Err(busy) = dst.check() {
+        return refused(busy);
+    }
     let (ptr, len, index) = dst.raw();
     let fd = fd.fd_hold();
     let entry = sqe::read(fd.raw, ptr, sqe::len32(len), index, pos);
@@ -124,6 +152,9 @@ pub fn read_fixed_at<'a>(
 /// from a registered lease, else `IORING_OP_WRITE`. A `&Lease` writes its data (`..len()`).
 pub fn write_fixed_at<'a>(fd: &impl IoFd, src: impl Into<LeaseSlice<'a>>, pos: u64) -> LeaseIo<'a> {
     let src = src.into();
+    if let Err(busy) = src.check() {
+        return refused(busy);
+    }
     let (ptr, len, index) = src.raw();
     let fd = fd.fd_hold();
     let entry = sqe::write(fd.raw, ptr, sqe::len32(len), index, pos);
@@ -133,6 +164,9 @@ pub fn write_fixed_at<'a>(fd: &impl IoFd, src: impl Into<LeaseSlice<'a>>, pos: u
 /// Send `src` on a connected socket (`IORING_OP_SEND`, Linux 5.6); may send fewer bytes.
 pub fn send<'a>(sock: &impl IoFd, src: impl Into<LeaseSlice<'a>>) -> LeaseIo<'a> {
     let src = src.into();
+    if let Err(busy) = src.check() {
+        return refused(busy);
+    }
     let (ptr, len, _) = src.raw();
     let fd = sock.fd_hold();
     let entry = sqe::send(fd.raw, ptr, sqe::len32(len), 0);
@@ -176,6 +210,9 @@ pub fn sendv<'a>(
     let mut iov = Vec::new();
     let mut keep = Vec::new();
     for src in srcs.into_iter().take(SENDV_MAX) {
+        if let Err(busy) = src.check() {
+            return refused(busy);
+        }
         let (ptr, len, _) = src.raw();
         iov.push(libc::iovec {
             iov_base: ptr.cast_mut().cast(),
@@ -190,7 +227,7 @@ pub fn sendv<'a>(
     let fd = sock.fd_hold();
     let entry = sqe::sendmsg(fd.raw, msg.as_ptr(), flags);
     // The header and iovecs live in `Vec`s the op's data owns (heap arrays that stay put when
-    // the data moves); every iovec points into a slot `keep` counts.
+    // the data moves); every iovec points into a slot `keep` counts (as a kernel reader).
     let hold = Hold::new(None, Some(fd))
         .with_iov(iov)
         .with_msg(msg)
@@ -204,6 +241,9 @@ pub fn sendv<'a>(
 /// dropped.
 pub fn send_zc<'a>(sock: &impl IoFd, src: impl Into<LeaseSlice<'a>>) -> LeaseIo<'a> {
     let src = src.into();
+    if let Err(busy) = src.check() {
+        return refused(busy);
+    }
     let (ptr, len, index) = src.raw();
     let fd = sock.fd_hold();
     let entry = sqe::send_zc(fd.raw, ptr, sqe::len32(len), index, 0);
@@ -214,6 +254,9 @@ pub fn send_zc<'a>(sock: &impl IoFd, src: impl Into<LeaseSlice<'a>>) -> LeaseIo<
 /// `len` to the bytes received.
 pub fn recv<'a>(sock: &impl IoFd, dst: impl Into<LeaseSliceMut<'a>>) -> LeaseIo<'a> {
     let dst = dst.into();
+    if let Err(busy) = dst.check() {
+        return refused(busy);
+    }
     let (ptr, len, _) = dst.raw();
     let fd = sock.fd_hold();
     let entry = sqe::recv(fd.raw, ptr, sqe::len32(len));

@@ -218,7 +218,9 @@ impl Member {
     /// its place in the lane when the leader's CQE is reaped, so it follows ops submitted
     /// into the lane before that moment, not before the group was built. For the
     /// sends of many groups (and other tasks) on one stream socket. Sends in a lane use
-    /// `MSG_WAITALL`; one that fails or sends short fails the lane. Not in linked mode.
+    /// `MSG_WAITALL`; one that fails or sends short fails the lane. Not in linked mode, and
+    /// only for members that read the lease: a group with a `read_fixed` or `recv` member in
+    /// a lane is refused (`InvalidInput`), nothing submitted.
     pub fn in_lane(mut self, lane: &Lane) -> Member {
         self.lane = Some(lane.clone());
         self

@@ -1,12 +1,27 @@
 //! Borrowed views of a [`Lease`]: [`LeaseSlice`] (shared, for ops that read the lease) and
 //! [`LeaseSliceMut`] (exclusive, for ops that write into it), split like slices.
 //!
-//! The views carry the borrow checker's half of the lease rule (DESIGN §3, G7, G9): an op
+//! The views carry the borrow checker's half of the lease rules (DESIGN §3, G7, G9): an op
 //! future made from a view borrows the lease for as long as it lives, so the lease cannot be
 //! dropped, moved or touched meanwhile, shared views may overlap, and exclusive views are
-//! disjoint by construction ([`LeaseSliceMut::split_at_mut`]). Memory safety under drop and
-//! `mem::forget` of those futures comes from the lease count, not from these borrows: each op
-//! keeps a [`LeaseRef`](ringleader_buf::LeaseRef) in its data.
+//! disjoint by construction ([`LeaseSliceMut::split_at_mut`]). What survives `drop` and
+//! `mem::forget` of those futures is the run-time half: each op keeps a
+//! [`LeaseRef`](ringleader_buf::LeaseRef) in its data, a kernel reader for ops made from a
+//! [`LeaseSlice`], a kernel writer for ops made from a [`LeaseSliceMut`]; the slot is not
+//! reused, and its bytes not reached by safe code, while the kernel may use them.
+//!
+//! # Access checks
+//!
+//! - A [`LeaseSlice`]'s bytes are refused (panic; [`LeaseSlice::try_as_slice`] returns the
+//!   error) while a kernel writer is in flight on the slot. Exact: while the view lives the
+//!   lease is shared-borrowed, so every writer in flight is an op dropped or forgotten before.
+//! - A [`LeaseSliceMut`] notes at creation whether the slot was busy (a kernel writer or
+//!   reader in flight: necessarily an op dropped or forgotten before, since the view borrows
+//!   the lease exclusively). If it was not, its bytes are never refused: the only kernel ops
+//!   that can start afterwards are made from it or from the views split off it, which cover
+//!   other bytes. If it was, its bytes are refused while the slot is still busy, and no op is
+//!   ever submitted from it or from its splits (they resolve to the [`LeaseBusy`] error), so
+//!   the counts it checks are all foreign.
 //!
 //! Invariant of [`LeaseSliceMut`]: once a view has been split, its halves reach the lease's
 //! bytes only through raw pointers into their own range, never through the shared `&Lease`
@@ -15,7 +30,7 @@
 use std::fmt;
 use std::ops::{Bound, Deref, DerefMut, RangeBounds};
 
-use ringleader_buf::{Lease, LeaseRef};
+use ringleader_buf::{Lease, LeaseBusy, LeaseRef};
 
 /// Views of a lease: `use ringleader::group::LeaseExt;`.
 pub trait LeaseExt {
@@ -65,6 +80,7 @@ impl LeaseExt for Lease {
     fn view_mut(&mut self, range: impl RangeBounds<usize>) -> LeaseSliceMut<'_> {
         let (start, end) = bounds(range, self.capacity(), self.capacity());
         LeaseSliceMut {
+            busy: self.check_writable().err(),
             lease: Exclusive::Part(self),
             start,
             end,
@@ -109,6 +125,23 @@ impl<'a> LeaseSlice<'a> {
         )
     }
 
+    /// The bytes, or [`LeaseBusy`] while a kernel writer is in flight on the slot (an op
+    /// on the lease dropped or forgotten before this view was made). `Deref` is this,
+    /// panicking on the error.
+    pub fn try_as_slice(&self) -> Result<&'a [u8], LeaseBusy> {
+        self.lease.check_readable()?;
+        // SAFETY: `start..end` lies within the lease's capacity (checked when the view was
+        // made), all of which is initialised memory of the slot; no kernel writer is in
+        // flight (just checked) and none can start while the lease is shared-borrowed for
+        // `'a` (every op that writes into it borrows it exclusively).
+        Ok(unsafe { std::slice::from_raw_parts(self.lease.as_ptr().add(self.start), self.len()) })
+    }
+
+    /// `Err` if an op reading these bytes must not start: a kernel writer is in flight.
+    pub(crate) fn check(&self) -> Result<(), LeaseBusy> {
+        self.lease.check_readable()
+    }
+
     /// Address, length and fixed-buffer index of the bytes, for an SQE.
     pub(crate) fn raw(&self) -> (*const u8, usize, Option<u16>) {
         // `start <= capacity`, so the address stays inside the slot.
@@ -116,9 +149,10 @@ impl<'a> LeaseSlice<'a> {
         (ptr, self.len(), self.lease.buf_index())
     }
 
-    /// A counted reference on the slot, for the op's data.
+    /// A counted reference on the slot that marks a kernel reader, for the data of an op
+    /// that reads these bytes.
     pub(crate) fn keep(&self) -> LeaseRef {
-        self.lease.keep_alive()
+        self.lease.kernel_reader()
     }
 }
 
@@ -131,11 +165,14 @@ impl<'a> From<&'a Lease> for LeaseSlice<'a> {
 
 impl Deref for LeaseSlice<'_> {
     type Target = [u8];
+    /// # Panics
+    /// While a kernel writer is in flight on the slot (see [`LeaseSlice::try_as_slice`]).
+    #[track_caller]
     fn deref(&self) -> &[u8] {
-        // SAFETY: `start..end` lies within the lease's capacity (checked when the view was
-        // made), all of which is initialised memory of the slot; the shared borrow of the
-        // lease excludes writers for as long as this view lives.
-        unsafe { std::slice::from_raw_parts(self.lease.as_ptr().add(self.start), self.len()) }
+        match self.try_as_slice() {
+            Ok(b) => b,
+            Err(busy) => panic!("{busy}"),
+        }
     }
 }
 
@@ -168,6 +205,8 @@ impl Exclusive<'_> {
 /// An exclusive view of lease bytes `start..end`, for ops that write into the lease (read,
 /// recv). Views never overlap: the only way to get two is to split one.
 pub struct LeaseSliceMut<'a> {
+    /// Whether the slot was busy when the root view was made (see the module docs).
+    busy: Option<LeaseBusy>,
     lease: Exclusive<'a>,
     start: usize,
     end: usize,
@@ -201,11 +240,13 @@ impl<'a> LeaseSliceMut<'a> {
         };
         (
             LeaseSliceMut {
+                busy: self.busy,
                 lease: Exclusive::Part(lease),
                 start: self.start,
                 end: at,
             },
             LeaseSliceMut {
+                busy: self.busy,
                 lease: Exclusive::Part(lease),
                 start: at,
                 end: self.end,
@@ -222,9 +263,44 @@ impl<'a> LeaseSliceMut<'a> {
         (ptr, self.len(), lease.buf_index())
     }
 
-    /// A counted reference on the slot, for the op's data.
+    /// The bytes, or [`LeaseBusy`] if the slot was busy when the view was made and a
+    /// kernel writer is still in flight (see the module docs). `Deref` is this, panicking on
+    /// the error.
+    pub fn try_as_slice(&self) -> Result<&[u8], LeaseBusy> {
+        if self.busy.is_some() {
+            self.lease.lease().check_readable()?;
+        }
+        let (ptr, len, _) = self.raw();
+        // SAFETY: `start..end` is inside the slot's initialised memory, and by the module
+        // invariant no other view or borrow reaches these bytes while this one lives; no
+        // kernel op writes them (module docs: a view made on a free slot meets only ops on
+        // other bytes; one made on a busy slot was just checked, and never submits).
+        Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+    }
+
+    /// The bytes mutably, or [`LeaseBusy`] if the slot was busy when the view was made and
+    /// a kernel writer or reader is still in flight. `DerefMut` is this, panicking on the
+    /// error.
+    pub fn try_as_mut_slice(&mut self) -> Result<&mut [u8], LeaseBusy> {
+        if self.busy.is_some() {
+            self.lease.lease().check_writable()?;
+        }
+        let (ptr, len, _) = self.raw();
+        // SAFETY: as in `try_as_slice`, for writes: `&mut self` makes this the only access
+        // to the range, and no kernel op reads or writes it.
+        Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+    }
+
+    /// `Err` if an op writing these bytes must not start: the slot was busy when the view
+    /// was made (sticky, see the module docs).
+    pub(crate) fn check(&self) -> Result<(), LeaseBusy> {
+        self.busy.map_or(Ok(()), Err)
+    }
+
+    /// A counted reference on the slot that marks a kernel writer, for the data of an op
+    /// that writes these bytes.
     pub(crate) fn keep(&self) -> LeaseRef {
-        self.lease.lease().keep_alive()
+        self.lease.lease().kernel_writer()
     }
 
     /// The lease, if this view is all of it (a read then sets its `len`).
@@ -241,6 +317,7 @@ impl<'a> From<&'a mut Lease> for LeaseSliceMut<'a> {
     fn from(lease: &'a mut Lease) -> LeaseSliceMut<'a> {
         let end = lease.capacity();
         LeaseSliceMut {
+            busy: lease.check_writable().err(),
             lease: Exclusive::Whole(lease),
             start: 0,
             end,
@@ -250,19 +327,26 @@ impl<'a> From<&'a mut Lease> for LeaseSliceMut<'a> {
 
 impl Deref for LeaseSliceMut<'_> {
     type Target = [u8];
+    /// # Panics
+    /// See [`LeaseSliceMut::try_as_slice`].
+    #[track_caller]
     fn deref(&self) -> &[u8] {
-        let (ptr, len, _) = self.raw();
-        // SAFETY: `start..end` is inside the slot's initialised memory, and by the module
-        // invariant no other view or borrow reaches these bytes while this one lives.
-        unsafe { std::slice::from_raw_parts(ptr, len) }
+        match self.try_as_slice() {
+            Ok(b) => b,
+            Err(busy) => panic!("{busy}"),
+        }
     }
 }
 
 impl DerefMut for LeaseSliceMut<'_> {
+    /// # Panics
+    /// See [`LeaseSliceMut::try_as_mut_slice`].
+    #[track_caller]
     fn deref_mut(&mut self) -> &mut [u8] {
-        let (ptr, len, _) = self.raw();
-        // SAFETY: as for `deref`; `&mut self` makes this the only access to the range.
-        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+        match self.try_as_mut_slice() {
+            Ok(b) => b,
+            Err(busy) => panic!("{busy}"),
+        }
     }
 }
 
@@ -271,6 +355,7 @@ impl fmt::Debug for LeaseSliceMut<'_> {
         f.debug_struct("LeaseSliceMut")
             .field("slot", &self.lease.lease().slot())
             .field("range", &(self.start..self.end))
+            .field("busy", &self.busy.is_some())
             .finish()
     }
 }
