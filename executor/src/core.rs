@@ -5,7 +5,7 @@
 //! completion only when no task is ready. The budget is the cooperative part: however busy the
 //! tasks are, completions are reaped at least once every `tick_budget` polls.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
@@ -28,6 +28,17 @@ pub(crate) type CoreTable = Arc<Vec<Arc<Shared>>>;
 
 pub(crate) struct Core {
     pub(crate) driver: Rc<RefCell<Driver>>,
+    /// The driver's identity, readable while the driver is borrowed.
+    pub(crate) driver_id: u64,
+    /// Work handed over by drops that found the driver borrowed (see [`Deferred`]); done by
+    /// the event loop outside any driver borrow.
+    deferred: RefCell<Vec<Deferred>>,
+    /// Counters kept outside the driver (they count what happens while it is borrowed).
+    drops_deferred: Cell<u64>,
+    settles_skipped: Cell<u64>,
+    /// Shutdown has begun: drops do not wait for the kernel one by one (the drain that
+    /// follows waits for everything, bounded).
+    pub(crate) closing: Cell<bool>,
     pub(crate) queue: RefCell<VecDeque<Runnable>>,
     /// Wakers of every task polled at least once and not yet finished (shutdown wakes them
     /// so that their futures are dropped here, on their own thread).
@@ -37,6 +48,19 @@ pub(crate) struct Core {
     tick_budget: usize,
     /// Keep reaping this long before blocking for a completion (0: block at once).
     spin: Duration,
+}
+
+/// Work a drop could not do because the driver was borrowed further up the stack (user code
+/// running inside a driver call: a waker's clone or drop, a `with_submitter` closure). The
+/// resources travel with it, so nothing the kernel may use is freed meanwhile.
+pub(crate) enum Deferred {
+    /// An op future dropped: orphan its slot (park and cancel, or release) at the next tick.
+    Orphan {
+        user_data: u64,
+        data: Box<dyn crate::op::Orphan>,
+    },
+    /// A lane handle dropped: release its reference.
+    LaneRelease(u32),
 }
 
 /// How a core schedules: polls per tick, and the spin before parking.
@@ -53,9 +77,14 @@ impl Core {
         tuning: Tuning,
     ) -> std::io::Result<Rc<Core>> {
         let driver = Driver::new(cfg)?;
-        shared.set_ring_fd(driver.ring_fd());
+        shared.set_ring_fd(&*driver.ring())?;
         Ok(Rc::new(Core {
+            driver_id: driver.id(),
             driver: Rc::new(RefCell::new(driver)),
+            deferred: RefCell::new(Vec::new()),
+            drops_deferred: Cell::new(0),
+            settles_skipped: Cell::new(0),
+            closing: Cell::new(false),
             queue: RefCell::new(VecDeque::with_capacity(256)),
             active: Rc::new(RefCell::new(Slab::new())),
             shared,
@@ -63,6 +92,49 @@ impl Core {
             tick_budget: tuning.tick_budget.max(1),
             spin: tuning.spin,
         }))
+    }
+
+    /// Hand `work` to the event loop (see [`Deferred`]).
+    #[cold] // Only when user code drops an op inside a driver call.
+    pub(crate) fn defer(&self, work: Deferred) {
+        self.drops_deferred.set(self.drops_deferred.get() + 1);
+        self.deferred.borrow_mut().push(work);
+    }
+
+    /// A settle-on-drop skipped because the driver was borrowed.
+    #[cold]
+    pub(crate) fn count_settle_skipped(&self) {
+        self.settles_skipped.set(self.settles_skipped.get() + 1);
+    }
+
+    /// The ring counters, with those kept outside the driver.
+    pub(crate) fn stats(&self) -> crate::Stats {
+        let mut s = self.driver.borrow().stats();
+        s.drops_deferred = self.drops_deferred.get();
+        s.settle_timeouts += self.settles_skipped.get();
+        s
+    }
+
+    /// Do the work drops handed over (see [`Deferred`]), outside any driver borrow.
+    fn run_deferred(&self) {
+        loop {
+            let work = std::mem::take(&mut *self.deferred.borrow_mut());
+            if work.is_empty() {
+                return;
+            }
+            for w in work {
+                match w {
+                    Deferred::Orphan { user_data, data } => {
+                        let outcome = self.driver.borrow_mut().orphan(user_data, data);
+                        // Outside the borrow: these drops may be user code.
+                        drop(outcome);
+                    }
+                    Deferred::LaneRelease(key) => {
+                        self.driver.borrow_mut().ops.lane_release(key);
+                    }
+                }
+            }
+        }
     }
 
     /// Queue a runnable of a task owned by this core (owner thread).
@@ -102,6 +174,7 @@ impl Core {
                 None => break,
             }
         }
+        self.run_deferred();
         self.wake_completed();
         let idle = || self.queue.borrow().is_empty() && !main_ready() && !self.shared.has_pending();
         let mut wait = idle();
@@ -129,7 +202,10 @@ impl Core {
             }
             {
                 let d = self.driver.borrow();
-                if !d.ops.woken.is_empty() || !d.ops.graveyard.is_empty() {
+                if !d.ops.woken.is_empty()
+                    || !d.ops.graveyard.is_empty()
+                    || !self.deferred.borrow().is_empty()
+                {
                     return false;
                 }
             }
@@ -146,14 +222,15 @@ impl Core {
 
     /// Wake the tasks whose ops completed and drop orphaned resources, outside the borrow.
     fn wake_completed(&self) {
-        let (woken, graveyard) = {
+        let (woken, graveyard, retired) = {
             let mut d = self.driver.borrow_mut();
-            if d.ops.woken.is_empty() && d.ops.graveyard.is_empty() {
+            if d.ops.woken.is_empty() && d.ops.graveyard.is_empty() && d.ops.retired.is_empty() {
                 return;
             }
             (
                 std::mem::take(&mut d.ops.woken),
                 std::mem::take(&mut d.ops.graveyard),
+                std::mem::take(&mut d.ops.retired),
             )
         };
         let mut woken = woken;
@@ -161,6 +238,7 @@ impl Core {
             w.wake();
         }
         drop(graveyard);
+        drop(retired);
         // Hand the emptied vector back so the next reap does not allocate.
         let mut d = self.driver.borrow_mut();
         if d.ops.woken.is_empty() {
@@ -172,7 +250,17 @@ impl Core {
     /// on this thread (their ops park their resources and are cancelled); reap until nothing
     /// is in flight; then free slots, buffers and the ring (when the last `Rc` goes).
     pub(crate) fn shutdown(self: &Rc<Self>) {
-        let _enter = EnterGuard::new(self);
+        self.shutdown_inner(EnterGuard::new(self));
+    }
+
+    /// [`Core::shutdown`] for a core dropped inside another runtime's `block_on` (a
+    /// `LocalRuntime` dropped there): this core is current while it shuts down.
+    pub(crate) fn shutdown_nested(self: &Rc<Self>) {
+        self.shutdown_inner(EnterGuard::nested(self));
+    }
+
+    fn shutdown_inner(self: &Rc<Self>, _enter: EnterGuard) {
+        self.closing.set(true);
         self.shared.close();
         loop {
             let wakers: Vec<Waker> = self.active.borrow_mut().drain().collect();
@@ -186,8 +274,10 @@ impl Core {
             }
             // Dropping a runnable cancels its task and drops its future here.
             drop(dead);
+            self.run_deferred();
             self.wake_completed();
         }
+        self.run_deferred();
         let leaked = self.driver.borrow_mut().drain(Duration::from_secs(10));
         self.wake_completed();
         debug_assert_eq!(leaked, 0, "ops that ignored cancellation were leaked");

@@ -9,10 +9,13 @@
 //! `IORING_SQ_CQ_OVERFLOW`, and the next enter with `GETEVENTS` flushes them after a reap.
 
 use std::io;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_uring::IoUring;
+use io_uring::cqueue::CompletionQueue;
 use io_uring::opcode::{AsyncCancel, AsyncCancel2, MsgRingData};
+use io_uring::squeue::SubmissionQueue;
 use io_uring::squeue::{Entry, Flags};
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 
@@ -29,7 +32,9 @@ static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 
 pub(crate) struct Driver {
     id: u64,
-    ring: IoUring,
+    /// Shared with closures handed the ring's submitter ([`crate::with_submitter`]), which
+    /// run outside the driver borrow. Only the driver touches the SQ and CQ (see `sq`/`cq`).
+    ring: Rc<IoUring>,
     /// The fd `io_uring_enter` is called with: the registered index, or the raw fd.
     enter_fd: i32,
     enter_flags: u32,
@@ -37,6 +42,8 @@ pub(crate) struct Driver {
     pub(crate) ops: OpTable,
     pub(crate) stats: Stats,
     info: SetupInfo,
+    /// Target rings of `MSG_RING` SQEs not yet consumed by the kernel (see `shared.rs`).
+    msg_targets: Vec<std::sync::Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Driver {
@@ -62,12 +69,13 @@ impl Driver {
         Ok(Driver {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             flags: info.applied,
-            ring,
+            ring: Rc::new(ring),
             enter_fd,
             enter_flags,
             ops: OpTable::default(),
             stats: Stats::default(),
             info,
+            msg_targets: Vec::new(),
         })
     }
 
@@ -85,8 +93,26 @@ impl Driver {
         std::os::fd::AsRawFd::as_raw_fd(&self.ring)
     }
 
-    pub(crate) fn with_submitter<R>(&self, f: impl FnOnce(io_uring::Submitter<'_>) -> R) -> R {
-        f(self.ring.submitter())
+    /// The ring, for a submitter used outside the driver borrow.
+    pub(crate) fn ring(&self) -> Rc<IoUring> {
+        Rc::clone(&self.ring)
+    }
+
+    /// The submission queue.
+    #[inline]
+    fn sq(&mut self) -> SubmissionQueue<'_> {
+        // SAFETY: only the driver makes SQ or CQ views of its ring, through `&mut self`, so at
+        // most one exists at a time; the `Submitter`s lent to `with_submitter` closures only
+        // make syscalls and read the kernel-shared head/tail atomics.
+        unsafe { self.ring.submission_shared() }
+    }
+
+    /// The completion queue.
+    #[inline]
+    fn cq(ring: &IoUring) -> CompletionQueue<'_> {
+        // SAFETY: as for `sq`: called only from `reap` through `&mut Driver`, the one place
+        // that reads the CQ.
+        unsafe { ring.completion_shared() }
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -100,7 +126,7 @@ impl Driver {
     fn sq_state(&mut self) -> (u32, u32) {
         // The SQ flags word is shared with the kernel; the crate exposes it bit by bit.
         let sqpoll = self.flags.contains(SetupFlags::SQPOLL);
-        let sq = self.ring.submission();
+        let sq = self.sq();
         let mut f = 0;
         // `need_wakeup` costs a full fence: only SQPOLL rings need it.
         if sqpoll && sq.need_wakeup() {
@@ -119,15 +145,18 @@ impl Driver {
     ///
     /// # Safety
     /// `entry`'s pointers must stay valid until its final CQE (see [`crate::Op::submit`]).
+    ///
+    /// An error means the ring is unusable (a non-transient enter error while flushing) and
+    /// `entry` did not reach the SQ: the caller must not wait for its CQE.
     #[inline]
-    pub(crate) unsafe fn push(&mut self, entry: &Entry) {
+    pub(crate) unsafe fn push(&mut self, entry: &Entry) -> io::Result<()> {
         loop {
             // SAFETY: forwarded from the caller; the SQ copies the 64-byte SQE.
-            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+            if unsafe { self.sq().push(entry) }.is_ok() {
                 self.stats.sqes_pushed += 1;
-                return;
+                return Ok(());
             }
-            self.make_room(1);
+            self.make_room()?;
         }
     }
 
@@ -136,21 +165,41 @@ impl Driver {
     ///
     /// # Safety
     /// As for [`Driver::push`], for every entry.
-    pub(crate) unsafe fn push_all(&mut self, entries: &[Entry]) {
-        assert!(
-            entries.len() <= self.info.sq_entries as usize,
-            "{} SQEs can never fit an SQ of {}",
-            entries.len(),
-            self.info.sq_entries
-        );
+    ///
+    /// Errors as for [`Driver::push`]: none of `entries` reached the SQ.
+    pub(crate) unsafe fn push_all(&mut self, entries: &[Entry]) -> io::Result<()> {
+        if entries.len() > self.info.sq_entries as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} linked SQEs can never fit an SQ of {}",
+                    entries.len(),
+                    self.info.sq_entries
+                ),
+            ));
+        }
         loop {
             // SAFETY: forwarded from the caller; `push_multiple` is all-or-nothing.
-            if unsafe { self.ring.submission().push_multiple(entries) }.is_ok() {
+            if unsafe { self.sq().push_multiple(entries) }.is_ok() {
                 self.stats.sqes_pushed += entries.len() as u64;
-                return;
+                return Ok(());
             }
-            self.make_room(entries.len());
+            self.make_room()?;
         }
+    }
+
+    /// The op future for `user_data` was dropped: park its resources and push its cancel, or
+    /// hand them back if it is done (see [`OpTable::orphan`](crate::lifecycle::OpTable)).
+    pub(crate) fn orphan(
+        &mut self,
+        user_data: u64,
+        data: Box<dyn crate::op::Orphan>,
+    ) -> crate::lifecycle::DropOutcome {
+        let outcome = self.ops.orphan(user_data, data);
+        if matches!(outcome, crate::lifecycle::DropOutcome::Cancel(_)) {
+            self.push_cancel(user_data);
+        }
+        outcome
     }
 
     /// Push an `ASYNC_CANCEL` for `user_data` (only a failure posts a CQE).
@@ -160,37 +209,48 @@ impl Driver {
             .flags(Flags::SKIP_SUCCESS)
             .user_data(TAG_CANCEL);
         self.stats.cancels += 1;
-        // SAFETY: ASYNC_CANCEL carries no pointer, only the target's user_data.
-        unsafe { self.push(&entry) };
+        // SAFETY: ASYNC_CANCEL carries no pointer, only the target's user_data. A failed push
+        // (the ring is unusable) leaves the op in flight: its resources stay parked, and the
+        // bounded waits of settle and shutdown end with them leaked, never freed.
+        let _ = unsafe { self.push(&entry) };
     }
 
-    /// Push a `MSG_RING` that posts a wake-up CQE into the ring `target_fd`.
-    pub(crate) fn push_msg_wake(&mut self, target_fd: i32) {
-        let entry = MsgRingData::new(Fd(target_fd), 0, TAG_MSG_WAKE, None)
+    /// Push a `MSG_RING` that posts a wake-up CQE into the ring `target`, which is kept open
+    /// until the SQE has reached the kernel (the kernel resolves the fd number then).
+    pub(crate) fn push_msg_wake(&mut self, target: std::sync::Arc<std::os::fd::OwnedFd>) {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&*target);
+        self.msg_targets.push(target);
+        let entry = MsgRingData::new(Fd(fd), 0, TAG_MSG_WAKE, None)
             .build()
             .flags(Flags::SKIP_SUCCESS)
             .user_data(TAG_MSG_SENT);
         self.stats.msg_ring_sent += 1;
-        // SAFETY: MSG_RING with IORING_MSG_DATA carries no pointer.
-        unsafe { self.push(&entry) };
+        // SAFETY: MSG_RING with IORING_MSG_DATA carries no pointer. A failed push only loses
+        // a wake-up of a ring that is unusable anyway.
+        let _ = unsafe { self.push(&entry) };
     }
 
     #[cold] // The SQ is sized for the common case; being full is the pressure path.
-    fn make_room(&mut self, need: usize) {
+    fn make_room(&mut self) -> io::Result<()> {
         self.stats.sq_full += 1;
         if self.flags.contains(SetupFlags::SQPOLL) {
             let _ = self.enter(0, 0, ENTER_SQ_WAIT | sys::ENTER_SQ_WAKEUP);
         } else {
-            let pending = self.ring.submission().len() as u32;
+            let pending = self.sq().len() as u32;
             match self.enter(pending, 0, sys::ENTER_GETEVENTS) {
                 Ok(_) => {}
                 Err(e) if transient(&e) => {}
-                Err(e) => panic!("ringleader: io_uring_enter failed while flushing the SQ: {e}"),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("ringleader: io_uring_enter failed while flushing the SQ: {e}"),
+                    ));
+                }
             }
         }
         // Completions make room in the CQ; an EBUSY enter needs that before it can go on.
         self.reap();
-        let _ = need;
+        Ok(())
     }
 
     fn enter(&mut self, to_submit: u32, min_complete: u32, flags: u32) -> io::Result<u32> {
@@ -198,12 +258,17 @@ impl Driver {
         if to_submit > 0 {
             self.stats.submits += 1;
         }
-        sys::enter(
+        let r = sys::enter(
             self.enter_fd,
             to_submit,
             min_complete,
             flags | self.enter_flags,
-        )
+        );
+        if !self.msg_targets.is_empty() && self.sq().is_empty() {
+            // Every queued MSG_RING has been taken by the kernel, which resolved its fd.
+            self.msg_targets.clear();
+        }
+        r
     }
 
     /// Submit what is queued, optionally wait for at least one completion, then reap.
@@ -258,7 +323,12 @@ impl Driver {
             ring, ops, stats, ..
         } = self;
         let mut n = 0;
-        for cqe in ring.completion() {
+        let mut cq = Driver::cq(ring);
+        // CQEs the kernel had to drop (no memory for its overflow list even with
+        // `IORING_FEAT_NODROP`): their ops never complete, so their resources stay parked
+        // (leaked), never freed. Counted so that it shows.
+        stats.cqes_dropped = u64::from(cq.overflow());
+        for cqe in &mut cq {
             n += 1;
             let ud = cqe.user_data();
             if ud & TAG_BIT == 0 {
@@ -270,6 +340,7 @@ impl Driver {
             }
             // TAG_CANCEL: ENOENT/EALREADY, the target finished or is finishing on its own.
         }
+        drop(cq);
         stats.cqes_reaped += n as u64;
         if !self.ops.batch_ends.is_empty() {
             self.push_members();
@@ -294,7 +365,14 @@ impl Driver {
                 // SAFETY: each entry was submitted into the lane under `Op::submit`'s
                 // contract (`Op::submit_in`, or a group member under `GroupOp::submit`'s):
                 // its data stays in its op future or its slot until the final CQE.
-                unsafe { self.push_all(&batch) };
+                if let Err(e) = unsafe { self.push_all(&batch) } {
+                    // The ring is unusable and nothing of the chain reached the SQ: its slots
+                    // must not wait for CQEs that will never come.
+                    for entry in &batch {
+                        self.ops.abandon(entry.get_user_data());
+                    }
+                    ring_failed(e);
+                }
                 self.stats.lane_chains += 1;
                 self.stats.lane_ops += batch.len() as u64;
             }
@@ -318,7 +396,7 @@ impl Driver {
                 // here: we are inside one).
                 loop {
                     let (cap, pending) = {
-                        let sq = self.ring.submission();
+                        let sq = self.sq();
                         (sq.capacity(), sq.len())
                     };
                     if cap - pending >= chunk.len() {
@@ -329,15 +407,19 @@ impl Driver {
                         Ok(_) => {}
                         Err(e) if transient(&e) => {}
                         Err(e) => {
-                            panic!("ringleader: io_uring_enter failed pushing group members: {e}")
+                            // Nothing of this group (nor of the groups after it) reached the
+                            // SQ: their slots must not wait for CQEs.
+                            for entry in &entries[end - batch.len()..] {
+                                self.ops.abandon(entry.get_user_data());
+                            }
+                            ring_failed(e);
                         }
                     }
                 }
                 // SAFETY: each member entry was built under `GroupOp::submit`'s contract: its
                 // pointers are valid until its final CQE, and its data stays in the group
                 // future or its slot until then.
-                unsafe { self.ring.submission().push_multiple(chunk) }
-                    .expect("room was made above");
+                unsafe { self.sq().push_multiple(chunk) }.expect("room was made above");
                 self.stats.sqes_pushed += chunk.len() as u64;
                 self.stats.group_members_pushed += chunk.len() as u64;
                 self.stats.group_batches += 1;
@@ -352,19 +434,33 @@ impl Driver {
         self.ops.batch_ends = ends;
     }
 
-    /// Block until the op `user_data` (already cancelled) has seen its final CQE. Other CQEs
-    /// reaped meanwhile are recorded as usual; their tasks are woken by the event loop.
-    pub(crate) fn settle(&mut self, user_data: u64) {
+    /// Drive the ring until the op `user_data` (already cancelled) has seen its final CQE, or
+    /// until `deadline`. Other CQEs reaped meanwhile are recorded as usual; their tasks are
+    /// woken by the event loop. Returns whether the op finished; if not, its resources stay
+    /// parked in its slot until its final CQE (counted in `settle_timeouts`).
+    pub(crate) fn settle(&mut self, user_data: u64, deadline: Instant) -> bool {
         while self.ops.is_in_flight(user_data) {
+            let now = Instant::now();
+            if now >= deadline {
+                self.stats.settle_timeouts += 1;
+                return false;
+            }
             self.flush_lanes();
-            let (_, to_submit) = self.sq_state();
-            match self.enter(to_submit, 1, sys::ENTER_GETEVENTS) {
+            let wait = (deadline - now).min(Duration::from_millis(50));
+            let ts = Timespec::from(wait);
+            let args = SubmitArgs::new().timespec(&ts);
+            self.stats.enters += 1;
+            match self.ring.submitter().submit_with_args(1, &args) {
                 Ok(_) => {}
                 Err(e) if transient(&e) => {}
-                Err(e) => panic!("ringleader: io_uring_enter failed while settling an op: {e}"),
+                Err(_) => {
+                    self.stats.settle_timeouts += 1;
+                    return false;
+                }
             }
             self.reap();
         }
+        true
     }
 
     /// Cancel everything still in flight and reap until nothing is, waiting at most `limit`.
@@ -383,14 +479,15 @@ impl Driver {
             let args = SubmitArgs::new().timespec(&ts);
             let _ = self.ring.submitter().submit_with_args(1, &args);
             self.reap();
-            if self.ops.in_flight() > 0 && self.ring.submission().is_empty() {
+            if self.ops.in_flight() > 0 && self.sq().is_empty() {
                 // Anything started after the first cancel round: cancel it too.
                 let any = AsyncCancel2::new(CancelBuilder::any())
                     .build()
                     .flags(Flags::SKIP_SUCCESS)
                     .user_data(TAG_CANCEL);
-                // SAFETY: ASYNC_CANCEL carries no pointer.
-                unsafe { self.push(&any) };
+                // SAFETY: ASYNC_CANCEL carries no pointer. A failed push: the deadline ends
+                // the loop, and what is still in flight is leaked by `teardown`.
+                let _ = unsafe { self.push(&any) };
             }
         }
         self.ops.in_flight()
@@ -405,7 +502,22 @@ impl Drop for Driver {
         // Wakers and resources whose final CQE arrived are released normally.
         self.ops.woken.clear();
         self.ops.graveyard.clear();
+        self.ops.retired.clear();
     }
+}
+
+/// A non-transient `io_uring_enter` error: the ring is unusable, the core cannot go on.
+#[cold]
+#[track_caller]
+pub(crate) fn ring_failed(e: io::Error) -> ! {
+    panic!("ringleader: io_uring_enter failed, the ring is unusable: {e}")
+}
+
+/// An op's SQE could not be pushed (the ring is unusable); its slot was abandoned.
+#[cold]
+#[track_caller]
+pub(crate) fn push_failed(e: io::Error) -> ! {
+    panic!("ringleader: could not submit an op, the ring is unusable: {e}")
 }
 
 fn transient(e: &io::Error) -> bool {

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use io_uring::squeue::Entry;
 
 use crate::context::DriverRef;
-use crate::lifecycle::Cqe;
+use crate::lifecycle::{Cqe, OpPoll};
 use crate::op::{Completable, cancel, settle};
 
 /// How a member's SQE `len` follows the leader's result.
@@ -200,18 +200,19 @@ impl<L: Completable, M: Completable> GroupOp<L, M> {
         // The lane handles are dropped after the driver borrow (a drop reaches the driver);
         // groups without lane members allocate nothing for them.
         let mut lanes = Vec::new();
-        let leader_ud = driver
+        let pushed = driver
             .with(|d| {
+                // The leader's slot first: each member records its leader's key.
+                let leader_ud = d.ops.insert(false);
                 for m in members {
                     let lane = m
                         .lane
                         .as_ref()
                         .map_or(crate::lane::NO_LANE, |l| l.key_for(DriverRef::of(d)));
-                    member_uds.push(d.ops.insert_deferred(m.entry, m.len, lane));
+                    member_uds.push(d.ops.insert_deferred(m.entry, m.len, lane, leader_ud));
                     datas.push(Some(m.data));
                     lanes.extend(m.lane);
                 }
-                let leader_ud = d.ops.insert(false);
                 d.ops.set_followers(
                     leader_ud,
                     Box::new(Followers {
@@ -222,10 +223,20 @@ impl<L: Completable, M: Completable> GroupOp<L, M> {
                 );
                 // SAFETY: the caller's contract for the leader entry; its data is stored in
                 // the group below.
-                unsafe { d.push(&leader.user_data(leader_ud)) };
-                leader_ud
+                match unsafe { d.push(&leader.user_data(leader_ud)) } {
+                    Ok(()) => Ok(leader_ud),
+                    Err(e) => {
+                        // Nothing reached the SQ: no slot may wait for a CQE.
+                        d.ops.abandon(leader_ud);
+                        for &ud in &member_uds {
+                            d.ops.abandon(ud);
+                        }
+                        Err(e)
+                    }
+                }
             })
             .expect("current driver");
+        let leader_ud = pushed.unwrap_or_else(|e| crate::driver::push_failed(e));
         drop(lanes);
         let n = member_uds.len();
         GroupOp {
@@ -249,24 +260,42 @@ impl<L: Completable, M: Completable> Future for GroupOp<L, M> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let (leader_ud, leader_cqe) = (this.leader_ud, &mut this.leader_cqe);
-        let (member_uds, member_cqes) = (&this.member_uds, &mut this.member_cqes);
-        this.driver
-            .with(|d| {
-                if leader_cqe.is_none() {
-                    if let Poll::Ready(c) = d.ops.poll(leader_ud, cx.waker()) {
-                        *leader_cqe = Some(c);
-                    }
-                }
-                for (ud, slot) in member_uds.iter().zip(member_cqes.iter_mut()) {
-                    if slot.is_none() {
-                        if let Poll::Ready(c) = d.ops.poll(*ud, cx.waker()) {
-                            *slot = Some(c);
+        loop {
+            let (leader_ud, leader_cqe) = (this.leader_ud, &mut this.leader_cqe);
+            let (member_uds, member_cqes) = (&this.member_uds, &mut this.member_cqes);
+            // Slots that hold no waker of this task; filled outside the driver borrow (a
+            // waker's clone and drop are user code).
+            let mut register = Vec::new();
+            this.driver
+                .with(|d| {
+                    if leader_cqe.is_none() {
+                        match d.ops.poll(leader_ud, cx.waker()) {
+                            OpPoll::Ready(c) => *leader_cqe = Some(c),
+                            OpPoll::Pending => {}
+                            OpPoll::Register => register.push(leader_ud),
                         }
                     }
-                }
-            })
-            .expect("ringleader: group polled outside the runtime that submitted it");
+                    for (ud, slot) in member_uds.iter().zip(member_cqes.iter_mut()) {
+                        if slot.is_none() {
+                            match d.ops.poll(*ud, cx.waker()) {
+                                OpPoll::Ready(c) => *slot = Some(c),
+                                OpPoll::Pending => {}
+                                OpPoll::Register => register.push(*ud),
+                            }
+                        }
+                    }
+                })
+                .expect("ringleader: group polled outside the runtime that submitted it");
+            if register.is_empty() {
+                break;
+            }
+            for ud in register {
+                let waker = cx.waker().clone();
+                let old = this.driver.with(|d| d.ops.set_waker(ud, waker));
+                drop(old);
+            }
+            // Look again: a slot may have completed while the wakers were handed over.
+        }
         if this.leader_cqe.is_none() || this.member_cqes.iter().any(Option::is_none) {
             return Poll::Pending;
         }

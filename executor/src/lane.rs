@@ -50,7 +50,8 @@ use std::marker::PhantomData;
 use io_uring::opcode;
 use io_uring::squeue::Entry;
 
-use crate::context::DriverRef;
+use crate::context::{self, DriverRef, Unavailable};
+use crate::core::Deferred;
 
 /// No lane: the key ordinary slots carry.
 pub(crate) const NO_LANE: u32 = u32::MAX;
@@ -161,8 +162,12 @@ impl Clone for Lane {
 
 impl Drop for Lane {
     fn drop(&mut self) {
-        // Off its core, or after the runtime is gone, the lane went with its driver.
-        let _ = self.driver.with(|d| d.ops.lane_release(self.key));
+        // Off its core, or after the runtime is gone, the lane went with its driver. Dropped
+        // inside a driver call (a waker's drop): released by the event loop.
+        match self.driver.access(|d| d.ops.lane_release(self.key)) {
+            Ok(()) | Err(Unavailable::Elsewhere) => {}
+            Err(Unavailable::Busy) => context::defer(Deferred::LaneRelease(self.key)),
+        }
     }
 }
 

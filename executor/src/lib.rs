@@ -103,7 +103,7 @@ pub fn core_count() -> usize {
 /// Outside a ringleader runtime.
 pub fn stats() -> Stats {
     context::with_core(|c| {
-        let mut s = c.driver.borrow().stats();
+        let mut s = c.stats();
         s.tasks_active = task::active_tasks() as u64;
         s
     })
@@ -122,11 +122,15 @@ pub fn setup_info() -> SetupInfo {
 /// Run `f` with the current core's ring submitter, for registration calls (fixed buffers,
 /// provided-buffer rings, files). Registrations are per ring, hence per core.
 ///
+/// `f` runs outside the runtime's internal borrows, so it may use the runtime freely: create,
+/// await-free poll or drop ops, read [`stats`].
+///
 /// # Panics
 /// Outside a ringleader runtime.
 pub fn with_submitter<R>(f: impl FnOnce(io_uring::Submitter<'_>) -> R) -> R {
-    context::with_core(|c| c.driver.borrow().with_submitter(f))
-        .expect("ringleader::with_submitter outside a runtime")
+    let ring = context::with_core(|c| c.driver.borrow().ring())
+        .expect("ringleader::with_submitter outside a runtime");
+    f(ring.submitter())
 }
 
 /// The raw fd of the current core's ring (for `IORING_REGISTER_CLONE_BUFFERS` sources).

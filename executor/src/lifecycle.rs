@@ -15,7 +15,7 @@
 //!   `Queued` slots, outside the SQ, and a lane lives while a handle or a slot refers to it.
 
 use std::collections::VecDeque;
-use std::task::{Poll, Waker};
+use std::task::Waker;
 
 use io_uring::squeue::Entry;
 use slab::Slab;
@@ -73,6 +73,9 @@ pub(crate) enum Lifecycle {
         len: MemberLen,
         waker: Option<Waker>,
         lane: u32,
+        /// The leader's key: a leader releases only its own members, never a later slot
+        /// that reused a dropped member's index and (after 2^31 ops) its generation.
+        leader: u64,
     },
     /// A lane op waiting for the lane's earlier ops: its SQE is not in the SQ yet.
     Queued {
@@ -119,10 +122,24 @@ const _: () = assert!(std::mem::size_of::<Slot>() <= 64);
 /// What dropping an op future decided; the caller acts on it outside the borrow.
 #[must_use]
 pub(crate) enum DropOutcome {
-    /// The op had completed: its resources come back to be dropped by the caller.
-    Release(Box<dyn Orphan>),
+    /// The op had completed (or was never submitted): its resources come back to be dropped
+    /// by the caller, with the slot's waker.
+    Release(Box<dyn Orphan>, Option<Waker>),
     /// The op is in flight: resources parked in the slot; an `ASYNC_CANCEL` must be pushed.
-    Cancel,
+    /// The slot's waker comes back to be dropped by the caller.
+    Cancel(Option<Waker>),
+}
+
+/// What polling a slot found.
+#[must_use]
+pub(crate) enum OpPoll<T> {
+    /// The result.
+    Ready(T),
+    /// Not yet; the slot holds a waker that wakes this task.
+    Pending,
+    /// Not yet, and the slot holds no waker for this task: clone the task's waker outside
+    /// the driver borrow and store it with [`OpTable::set_waker`].
+    Register,
 }
 
 #[derive(Default)]
@@ -134,6 +151,9 @@ pub(crate) struct OpTable {
     pub(crate) woken: Vec<Waker>,
     /// Orphaned resources whose final CQE arrived; dropped once the driver borrow ends.
     pub(crate) graveyard: Vec<Box<dyn Orphan>>,
+    /// Wakers taken out of slots and not to be woken; dropped once the driver borrow ends (a
+    /// waker's drop is user code).
+    pub(crate) retired: Vec<Waker>,
     /// Group members released by their leader's CQE, waiting to be pushed (all of a group
     /// together: `batch_ends` marks where each group's members end).
     pub(crate) to_push: Vec<Entry>,
@@ -186,7 +206,13 @@ impl OpTable {
 
     /// Reserve a slot for a group member whose SQE waits for its leader (and then, with a
     /// `lane` other than `NO_LANE`, for its turn in that lane).
-    pub(crate) fn insert_deferred(&mut self, entry: Entry, len: MemberLen, lane: u32) -> u64 {
+    pub(crate) fn insert_deferred(
+        &mut self,
+        entry: Entry,
+        len: MemberLen,
+        lane: u32,
+        leader: u64,
+    ) -> u64 {
         self.generation = (self.generation + 1) & 0x7fff_ffff;
         let generation = self.generation;
         if lane != NO_LANE {
@@ -197,6 +223,7 @@ impl OpTable {
             len,
             waker: None,
             lane,
+            leader,
         };
         let index = self.slots.insert(Slot { generation, state });
         (u64::from(generation) << 32) | index as u64
@@ -214,7 +241,7 @@ impl OpTable {
     }
 
     /// The leader succeeded with `result`: queue its members' SQEs, all together.
-    fn release_members(&mut self, f: &Followers, leader: &Cqe) {
+    fn release_members(&mut self, leader_ud: u64, f: &Followers, leader: &Cqe) {
         let result = leader.result;
         if let Some(zf) = &f.zero_fill {
             zf.apply(result);
@@ -223,16 +250,19 @@ impl OpTable {
             let Some(slot) = slot_in(&mut self.slots, ud) else {
                 continue; // The member future was dropped: never submitted.
             };
+            if !matches!(slot.state, Lifecycle::Deferred { leader, .. } if leader == leader_ud) {
+                continue;
+            }
             let state = std::mem::replace(&mut slot.state, Lifecycle::Completed(CANCELED));
             let Lifecycle::Deferred {
                 entry,
                 len,
                 waker,
                 lane,
+                ..
             } = state
             else {
-                slot.state = state;
-                continue;
+                unreachable!("checked above");
             };
             let mut entry = *entry;
             // Zero-fill mode gives members the full length (the tail is zeroed above);
@@ -278,12 +308,21 @@ impl OpTable {
     }
 
     /// The leader failed: its members complete with `ECANCELED`, never submitted.
-    fn cancel_members(&mut self, f: &Followers) {
+    fn cancel_members(&mut self, leader_ud: u64, f: &Followers) {
         for &ud in &f.members {
             let Some(slot) = slot_in(&mut self.slots, ud) else {
                 continue;
             };
-            if let Lifecycle::Deferred { waker, lane, .. } = &mut slot.state {
+            if let Lifecycle::Deferred {
+                waker,
+                lane,
+                leader,
+                ..
+            } = &mut slot.state
+            {
+                if *leader != leader_ud {
+                    continue; // A later slot with the same key: not this group's.
+                }
                 if let Some(w) = waker.take() {
                     self.woken.push(w);
                 }
@@ -365,9 +404,9 @@ impl OpTable {
                 self.in_flight -= 1;
                 if let Some(f) = followers {
                     if done.result >= 0 {
-                        self.release_members(&f, &done);
+                        self.release_members(user_data, &f, &done);
                     } else {
-                        self.cancel_members(&f);
+                        self.cancel_members(user_data, &f);
                     }
                 }
             }
@@ -423,17 +462,19 @@ impl OpTable {
             self.in_flight -= 1;
             if let Some(f) = followers {
                 if cqe.result >= 0 {
-                    self.release_members(&f, &cqe);
+                    self.release_members(user_data, &f, &cqe);
                 } else {
-                    self.cancel_members(&f);
+                    self.cancel_members(user_data, &f);
                 }
             }
         }
     }
 
-    /// Poll a single-result op: `Ready` removes the slot.
+    /// Poll a single-result op: `Ready` removes the slot. Never clones or drops a waker:
+    /// when the slot needs the task's waker, it says so ([`OpPoll::Register`]) and the caller
+    /// clones it outside the driver borrow and hands it over with [`OpTable::set_waker`].
     #[inline]
-    pub(crate) fn poll(&mut self, user_data: u64, cx_waker: &Waker) -> Poll<Cqe> {
+    pub(crate) fn poll(&mut self, user_data: u64, cx_waker: &Waker) -> OpPoll<Cqe> {
         let Some(slot) = self.slot_mut(user_data) else {
             unreachable!("op polled with a stale key {user_data:#x}");
         };
@@ -441,41 +482,61 @@ impl OpTable {
             Lifecycle::Completed(cqe) => {
                 let cqe = *cqe;
                 self.remove(user_data);
-                Poll::Ready(cqe)
+                OpPoll::Ready(cqe)
             }
             Lifecycle::Submitted { waker, .. }
             | Lifecycle::Deferred { waker, .. }
-            | Lifecycle::Queued { waker, .. } => {
-                register(waker, cx_waker);
-                Poll::Pending
-            }
+            | Lifecycle::Queued { waker, .. } => registered(waker.as_ref(), cx_waker),
             _ => unreachable!("single-shot poll on a streaming or orphaned slot"),
         }
     }
 
-    /// Poll a multishot op: `Ready(None)` after the final CQE (slot removed).
-    pub(crate) fn poll_next(&mut self, user_data: u64, cx_waker: &Waker) -> Poll<Option<Cqe>> {
+    /// Poll a multishot op: `Ready(None)` after the final CQE (slot removed). Wakers as for
+    /// [`OpTable::poll`].
+    pub(crate) fn poll_next(&mut self, user_data: u64, cx_waker: &Waker) -> OpPoll<Option<Cqe>> {
         let Some(slot) = self.slot_mut(user_data) else {
-            return Poll::Ready(None);
+            return OpPoll::Ready(None);
         };
         let Lifecycle::Streaming { waker, queue, done } = &mut slot.state else {
             unreachable!("stream poll on a single-shot slot");
         };
         if let Some(cqe) = queue.pop_front() {
-            return Poll::Ready(Some(cqe));
+            return OpPoll::Ready(Some(cqe));
         }
         if *done {
-            self.remove(user_data);
-            return Poll::Ready(None);
+            let old = match self.remove(user_data) {
+                Lifecycle::Streaming { waker, .. } => waker,
+                _ => None,
+            };
+            // Dropped later, outside the borrow.
+            self.retired.extend(old);
+            return OpPoll::Ready(None);
         }
-        register(waker, cx_waker);
-        Poll::Pending
+        registered(waker.as_ref(), cx_waker)
     }
 
-    /// The op future for `user_data` was dropped; park or release `resources`.
+    /// Store `new` as the waker of op `user_data`. Returns the waker to drop outside the
+    /// borrow (the one replaced, or `new` itself when the op no longer waits: poll again).
+    pub(crate) fn set_waker(&mut self, user_data: u64, new: Waker) -> Option<Waker> {
+        let Some(slot) = self.slot_mut(user_data) else {
+            return Some(new);
+        };
+        match &mut slot.state {
+            Lifecycle::Submitted { waker, .. }
+            | Lifecycle::Deferred { waker, .. }
+            | Lifecycle::Queued { waker, .. } => waker.replace(new),
+            Lifecycle::Streaming { waker, queue, done } if queue.is_empty() && !*done => {
+                waker.replace(new)
+            }
+            _ => Some(new),
+        }
+    }
+
+    /// The op future for `user_data` was dropped; park or release `resources`. The slot's
+    /// waker (if any) is handed back in the outcome, to be dropped outside the borrow.
     pub(crate) fn orphan(&mut self, user_data: u64, mut resources: Box<dyn Orphan>) -> DropOutcome {
         let Some(slot) = self.slot_mut(user_data) else {
-            return DropOutcome::Release(resources);
+            return DropOutcome::Release(resources, None);
         };
         match &mut slot.state {
             Lifecycle::Completed(cqe) => {
@@ -483,32 +544,41 @@ impl OpTable {
                 // with the resources. Let the op recycle what the result carries (an fd).
                 resources.orphan_cqe(cqe);
                 self.remove(user_data);
-                DropOutcome::Release(resources)
+                DropOutcome::Release(resources, None)
             }
-            Lifecycle::Streaming { queue, done, .. } => {
+            Lifecycle::Streaming { queue, done, waker } => {
+                let waker = waker.take();
                 for cqe in queue.drain(..) {
                     resources.orphan_cqe(&cqe);
                 }
                 if *done {
                     self.remove(user_data);
-                    DropOutcome::Release(resources)
+                    DropOutcome::Release(resources, waker)
                 } else {
                     slot.state = Lifecycle::Orphaned(resources, NO_LANE);
-                    DropOutcome::Cancel
+                    DropOutcome::Cancel(waker)
                 }
             }
-            Lifecycle::Deferred { lane, .. } | Lifecycle::Queued { lane, .. } => {
+            Lifecycle::Deferred { lane, waker, .. } | Lifecycle::Queued { lane, waker, .. } => {
                 // Never submitted (its leader has not completed, or its lane's turn has not
-                // come): nothing to cancel. A queued key left in the lane is skipped.
+                // come): nothing to cancel. A queued op's key leaves its lane's queue, so no
+                // stale key is ever left there to match a later slot.
                 let lane = *lane;
+                let waker = waker.take();
                 self.remove(user_data);
                 if lane != NO_LANE {
+                    if let Some(l) = self.lanes.get_mut(lane as usize) {
+                        l.queue.retain(|&ud| ud != user_data);
+                    }
                     lane_unref(&mut self.lanes, lane);
                 }
-                DropOutcome::Release(resources)
+                DropOutcome::Release(resources, waker)
             }
-            Lifecycle::Submitted { first, lane, .. } => {
+            Lifecycle::Submitted {
+                first, lane, waker, ..
+            } => {
                 let lane = *lane;
+                let waker = waker.take();
                 let result_seen = first.is_some();
                 if let Some(first) = first.take() {
                     resources.orphan_cqe(&first);
@@ -519,9 +589,36 @@ impl OpTable {
                     // nothing queued behind it may follow.
                     self.fail_lane(lane);
                 }
-                DropOutcome::Cancel
+                DropOutcome::Cancel(waker)
             }
             Lifecycle::Orphaned(..) => unreachable!("op dropped twice"),
+        }
+    }
+
+    /// Forget a slot whose SQE never reached the SQ (its push failed): nothing to wait for.
+    #[cold] // Only when the ring itself has failed.
+    pub(crate) fn abandon(&mut self, user_data: u64) {
+        if let Some(slot) = self.slot_mut(user_data) {
+            let was_in_flight = slot.state.in_flight();
+            let state = self.remove(user_data);
+            if was_in_flight {
+                self.in_flight -= 1;
+            }
+            match state {
+                Lifecycle::Deferred { waker, lane, .. } | Lifecycle::Queued { waker, lane, .. } => {
+                    self.retired.extend(waker);
+                    if lane != NO_LANE {
+                        if let Some(l) = self.lanes.get_mut(lane as usize) {
+                            l.queue.retain(|&ud| ud != user_data);
+                        }
+                        lane_unref(&mut self.lanes, lane);
+                    }
+                }
+                Lifecycle::Submitted { waker, .. } | Lifecycle::Streaming { waker, .. } => {
+                    self.retired.extend(waker)
+                }
+                _ => {}
+            }
         }
     }
 
@@ -595,10 +692,12 @@ impl OpTable {
             let Some(slot) = slot_in(slots, ud) else {
                 continue; // Dropped while queued.
             };
+            if !matches!(slot.state, Lifecycle::Queued { lane, .. } if lane == key) {
+                continue; // Not this lane's op (keys of dropped ops leave the queue anyway).
+            }
             let state = std::mem::replace(&mut slot.state, Lifecycle::Completed(CANCELED));
             let Lifecycle::Queued { entry, waker, .. } = state else {
-                slot.state = state;
-                continue;
+                unreachable!("checked above");
             };
             let entry = *entry;
             l.in_flight.push_back((ud, expected_result(&entry)));
@@ -725,10 +824,11 @@ fn slot_in(slots: &mut Slab<Slot>, user_data: u64) -> Option<&mut Slot> {
 }
 
 #[inline]
-fn register(slot: &mut Option<Waker>, waker: &Waker) {
+fn registered<T>(slot: Option<&Waker>, waker: &Waker) -> OpPoll<T> {
+    // `will_wake` compares the raw wakers' data and vtable pointers: no user code runs.
     match slot {
-        Some(w) if w.will_wake(waker) => {}
-        _ => *slot = Some(waker.clone()),
+        Some(w) if w.will_wake(waker) => OpPoll::Pending,
+        _ => OpPoll::Register,
     }
 }
 
@@ -760,7 +860,7 @@ mod tests {
         let (drops, cqes) = counters();
         let ud = t.insert(false);
         let out = t.orphan(ud, Box::new(Counted(drops.clone(), cqes.clone())));
-        assert!(matches!(out, DropOutcome::Cancel));
+        assert!(matches!(out, DropOutcome::Cancel(None)));
         assert_eq!(t.in_flight(), 1);
         // The result (F_MORE) then the notification: released only after the second.
         t.complete(ud, 10, CQE_F_MORE);
@@ -781,8 +881,8 @@ mod tests {
         let ud = t.insert(false);
         t.complete(ud, 7, 0);
         match t.orphan(ud, Box::new(Counted(drops.clone(), cqes.clone()))) {
-            DropOutcome::Release(r) => drop(r),
-            DropOutcome::Cancel => panic!("completed op must not be cancelled"),
+            DropOutcome::Release(r, _) => drop(r),
+            DropOutcome::Cancel(_) => panic!("completed op must not be cancelled"),
         }
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         assert_eq!(
@@ -798,14 +898,16 @@ mod tests {
         let mut t = OpTable::default();
         let ud = t.insert(false);
         let w = futures::task::noop_waker();
-        assert!(t.poll(ud, &w).is_pending());
+        assert!(matches!(t.poll(ud, &w), OpPoll::Register));
+        assert!(t.set_waker(ud, w.clone()).is_none());
+        assert!(matches!(t.poll(ud, &w), OpPoll::Pending));
         t.complete(ud, 4096, CQE_F_MORE);
         assert!(
-            t.poll(ud, &w).is_pending(),
+            matches!(t.poll(ud, &w), OpPoll::Pending),
             "must wait for the notification"
         );
         t.complete(ud, 0, CQE_F_NOTIF);
-        let Poll::Ready(cqe) = t.poll(ud, &w) else {
+        let OpPoll::Ready(cqe) = t.poll(ud, &w) else {
             panic!("not ready")
         };
         assert_eq!(cqe.result, 4096);
@@ -818,7 +920,7 @@ mod tests {
         let a = t.insert(false);
         t.complete(a, 1, 0);
         let w = futures::task::noop_waker();
-        assert!(t.poll(a, &w).is_ready());
+        assert!(matches!(t.poll(a, &w), OpPoll::Ready(_)));
         let b = t.insert(false);
         assert_eq!(a & 0xffff_ffff, b & 0xffff_ffff, "slot index reused");
         assert_ne!(a, b, "generation differs");
@@ -835,13 +937,112 @@ mod tests {
         assert_eq!(t.in_flight(), 0);
         assert!(matches!(
             t.poll_next(ud, &w),
-            Poll::Ready(Some(Cqe { result: 1, .. }))
+            OpPoll::Ready(Some(Cqe { result: 1, .. }))
         ));
         assert!(matches!(
             t.poll_next(ud, &w),
-            Poll::Ready(Some(Cqe { result: 2, .. }))
+            OpPoll::Ready(Some(Cqe { result: 2, .. }))
         ));
-        assert!(matches!(t.poll_next(ud, &w), Poll::Ready(None)));
+        assert!(matches!(t.poll_next(ud, &w), OpPoll::Ready(None)));
         assert_eq!(t.occupied(), 0);
+    }
+
+    /// A nop entry for table-level tests (never pushed to a ring).
+    fn entry() -> Entry {
+        io_uring::opcode::Nop::new().build()
+    }
+
+    /// The next insert gets slot `index` with generation `generation` (after a wrap).
+    fn force_next_key(t: &mut OpTable, generation: u32) {
+        t.generation = generation.wrapping_sub(1) & 0x7fff_ffff;
+    }
+
+    #[test]
+    fn dropped_queued_op_leaves_its_lane_queue() {
+        let mut t = OpTable::default();
+        let lane = t.lane_new();
+        let blocker = t.insert_in_lane(lane, entry());
+        let mut out = Vec::new();
+        t.take_lane_batch(lane, 64, &mut out);
+        assert_eq!(out.len(), 1, "the blocker is in the kernel");
+        let dropped = t.insert_in_lane(lane, entry());
+        match t.orphan(dropped, Box::new(Counted(Arc::default(), Arc::default()))) {
+            DropOutcome::Release(..) => {}
+            DropOutcome::Cancel(_) => panic!("a queued op was never submitted"),
+        }
+        assert!(
+            t.lanes[lane as usize].queue.is_empty(),
+            "no stale key left in the lane"
+        );
+    }
+
+    #[test]
+    fn wrapped_generation_never_lets_a_stale_lane_key_push_another_op() {
+        let mut t = OpTable::default();
+        let lane_a = t.lane_new();
+        let lane_b = t.lane_new();
+        let blocker_a = t.insert_in_lane(lane_a, entry());
+        let blocker_b = t.insert_in_lane(lane_b, entry());
+        let mut out = Vec::new();
+        t.take_lane_batch(lane_a, 64, &mut out);
+        t.take_lane_batch(lane_b, 64, &mut out);
+        assert_eq!(out.len(), 2);
+        // An op queued in lane A behind its blocker, dropped while queued.
+        let stale = t.insert_in_lane(lane_a, entry());
+        let _ = t.orphan(stale, Box::new(Counted(Arc::default(), Arc::default())));
+        // 2^31 ops later the same index comes back with the same generation, for an op of
+        // lane B (still busy with its blocker).
+        force_next_key(&mut t, (stale >> 32) as u32);
+        let reused = t.insert_in_lane(lane_b, entry());
+        assert_eq!(reused, stale, "same key after the wrap");
+        // Lane A's blocker completes: lane A must not push lane B's op.
+        t.complete(blocker_a, 0, 0);
+        let mut out = Vec::new();
+        for key in std::mem::take(&mut t.lanes_ready) {
+            t.take_lane_batch(key, 64, &mut out);
+        }
+        assert!(
+            out.iter().all(|e| e.get_user_data() != reused),
+            "lane B's queued op was pushed by lane A while lane B's blocker is in the kernel"
+        );
+        let _ = blocker_b;
+    }
+
+    #[test]
+    fn wrapped_generation_never_lets_a_leader_release_another_groups_member() {
+        let mut t = OpTable::default();
+        // Group 1: a leader and one member, the member dropped before the leader completes.
+        let leader1 = t.insert(false);
+        let member1 = t.insert_deferred(entry(), MemberLen::AsBuilt, NO_LANE, leader1);
+        t.set_followers(
+            leader1,
+            Box::new(Followers {
+                members: vec![member1],
+                zero_fill: None,
+                prep: None,
+            }),
+        );
+        let leader2 = t.insert(false);
+        let _ = t.orphan(member1, Box::new(Counted(Arc::default(), Arc::default())));
+        // After a wrap, group 2's member gets the same key; its own leader is still running.
+        force_next_key(&mut t, (member1 >> 32) as u32);
+        let member2 = t.insert_deferred(entry(), MemberLen::AsBuilt, NO_LANE, leader2);
+        assert_eq!(member2, member1, "same key after the wrap");
+        t.set_followers(
+            leader2,
+            Box::new(Followers {
+                members: vec![member2],
+                zero_fill: None,
+                prep: None,
+            }),
+        );
+        // Leader 1 completes: it must not release group 2's member (G1).
+        t.complete(leader1, 10, 0);
+        assert!(
+            t.to_push.is_empty(),
+            "a member of another group was pushed before its leader completed"
+        );
+        t.complete(leader2, 10, 0);
+        assert_eq!(t.to_push.len(), 1, "its own leader releases it");
     }
 }

@@ -14,8 +14,10 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use io_uring::squeue::Entry;
 
-use crate::context::DriverRef;
-use crate::lifecycle::{Cqe, DropOutcome};
+use crate::context::{self, DriverRef, Unavailable};
+use crate::core::Deferred;
+use crate::driver::push_failed;
+use crate::lifecycle::{Cqe, DropOutcome, OpPoll};
 
 /// Resources of an op whose future was dropped while the kernel still owned them.
 pub trait Orphan: 'static {
@@ -55,13 +57,21 @@ impl<T: Completable> Op<T> {
     /// data keeps leased), or into memory that outlives the runtime. `data` is kept alive
     /// until the final CQE even if the op future is dropped, and leaked if it is forgotten.
     pub unsafe fn submit(entry: Entry, data: T) -> Self {
-        let (driver, user_data) = DriverRef::current_with(|d| {
+        let (driver, pushed) = DriverRef::current_with(|d| {
             let user_data = d.ops.insert(false);
             // SAFETY: the caller guarantees `entry`'s pointers stay valid until the final
             // CQE; `data` is stored in this `Op` (or its slot) until then.
-            unsafe { d.push(&entry.user_data(user_data)) };
-            user_data
+            match unsafe { d.push(&entry.user_data(user_data)) } {
+                Ok(()) => Ok(user_data),
+                Err(e) => {
+                    // The SQE never reached the SQ: no slot may wait for its CQE.
+                    d.ops.abandon(user_data);
+                    Err(e)
+                }
+            }
         });
+        // On a failed push `data` is dropped by the unwind: the kernel never saw the SQE.
+        let user_data = pushed.unwrap_or_else(|e| push_failed(e));
         Op {
             driver,
             user_data,
@@ -125,7 +135,8 @@ impl<T: Completable> Op<T> {
     /// ```
     pub fn cancel(self) -> Self {
         let ud = self.user_data;
-        self.driver.with(|d| {
+        // Busy (called from a waker's clone or drop): the op simply completes on its own.
+        let _ = self.driver.access(|d| {
             if d.ops.is_in_flight(ud) {
                 d.push_cancel(ud);
             }
@@ -147,13 +158,38 @@ impl<T: Completable> Future for Op<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
         let this = self.get_mut();
         let ud = this.user_data;
-        let cqe = std::task::ready!(
-            this.driver
-                .with(|d| d.ops.poll(ud, cx.waker()))
-                .expect("ringleader: op polled outside the runtime that submitted it")
-        );
+        let cqe = std::task::ready!(poll_slot(this.driver, cx, |d, w| d.ops.poll(ud, w), ud));
         let data = this.data.take().expect("Op polled after completion");
         Poll::Ready(data.complete(cqe))
+    }
+}
+
+/// Poll slot `ud` with `poll`; when the slot needs this task's waker, clone it and hand it
+/// over outside the driver borrow (a waker's clone and drop are user code), then look again.
+#[inline]
+fn poll_slot<R>(
+    driver: DriverRef,
+    cx: &Context<'_>,
+    mut poll: impl FnMut(&mut crate::driver::Driver, &std::task::Waker) -> OpPoll<R>,
+    ud: u64,
+) -> Poll<R> {
+    loop {
+        let found = driver
+            .with(|d| poll(d, cx.waker()))
+            .expect("ringleader: op polled outside the runtime that submitted it");
+        match found {
+            OpPoll::Ready(r) => return Poll::Ready(r),
+            OpPoll::Pending => return Poll::Pending,
+            OpPoll::Register => {
+                let waker = cx.waker().clone();
+                let old = driver
+                    .with(|d| d.ops.set_waker(ud, waker))
+                    .expect("ringleader: op polled outside the runtime that submitted it");
+                // The replaced waker, or ours if the op completed meanwhile (then the next
+                // look finds the result): dropped here, outside the borrow.
+                drop(old);
+            }
+        }
     }
 }
 
@@ -168,24 +204,43 @@ impl<T: Completable> Drop for Op<T> {
     }
 }
 
-/// Drive the ring until `user_data` has seen its final CQE (its cancel was pushed).
+/// How long a drop waits for the kernel to finish an op that writes into lent memory
+/// ([`Op::settle_on_drop`]). Past it the op's resources stay parked in its slot until its
+/// final CQE, and the lent memory stays inaccessible (the lease access rule) until then.
+pub(crate) const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Drive the ring until `user_data` has seen its final CQE (its cancel was pushed), for at
+/// most [`SETTLE_LIMIT`]. Skipped while the core shuts down (its drain waits for everything,
+/// bounded) and when the driver is borrowed further up the stack.
 #[cold] // Only for dropped in-flight ops that write into lent memory.
 pub(crate) fn settle(driver: DriverRef, user_data: u64) {
-    let reaped = driver.with(|d| {
-        d.settle(user_data);
+    if context::with_core(|c| c.closing.get()).unwrap_or(true) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + SETTLE_LIMIT;
+    let reaped = driver.access(|d| {
+        d.settle(user_data, deadline);
         (
             std::mem::take(&mut d.ops.graveyard),
             std::mem::take(&mut d.ops.woken),
+            std::mem::take(&mut d.ops.retired),
         )
     });
-    // Outside the driver borrow: release what the settled ops (and any other op reaped
-    // meanwhile) held, so the resources are free when the drop returns, and wake the tasks
-    // whose ops completed.
-    if let Some((graveyard, woken)) = reaped {
-        drop(graveyard);
-        for w in woken {
-            w.wake();
+    match reaped {
+        // Outside the driver borrow: release what the settled ops (and any other op reaped
+        // meanwhile) held, so the resources are free when the drop returns, and wake the
+        // tasks whose ops completed.
+        Ok((graveyard, woken, retired)) => {
+            drop(graveyard);
+            drop(retired);
+            for w in woken {
+                w.wake();
+            }
         }
+        Err(Unavailable::Busy) => {
+            context::with_core(|c| c.count_settle_skipped());
+        }
+        Err(Unavailable::Elsewhere) => {}
     }
 }
 
@@ -205,7 +260,7 @@ impl<T: Completable> fmt::Debug for Op<T> {
 pub(crate) unsafe fn submit_all<T: Completable>(entries: Vec<(Entry, T)>) -> Vec<Op<T>> {
     let driver = DriverRef::current();
     let mut datas = Vec::with_capacity(entries.len());
-    driver
+    let pushed = driver
         .with(|d| {
             let mut sqes = Vec::with_capacity(entries.len());
             for (entry, data) in entries {
@@ -214,9 +269,19 @@ pub(crate) unsafe fn submit_all<T: Completable>(entries: Vec<(Entry, T)>) -> Vec
                 datas.push((user_data, data));
             }
             // SAFETY: forwarded from the caller's contract.
-            unsafe { d.push_all(&sqes) };
+            let pushed = unsafe { d.push_all(&sqes) };
+            if pushed.is_err() {
+                // None of them reached the SQ: no slot may wait for a CQE.
+                for (ud, _) in &datas {
+                    d.ops.abandon(*ud);
+                }
+            }
+            pushed
         })
         .expect("current driver");
+    if let Err(e) = pushed {
+        push_failed(e);
+    }
     datas
         .into_iter()
         .map(|(user_data, data)| Op {
@@ -229,25 +294,31 @@ pub(crate) unsafe fn submit_all<T: Completable>(entries: Vec<(Entry, T)>) -> Vec
 }
 
 /// Park `data` in the slot and cancel the op, or release it if the op already completed.
+///
+/// Never panics and never runs user code inside the driver borrow: the slot's waker and
+/// released resources are dropped after it. If the driver is borrowed further up the stack
+/// (a waker's clone or drop, a `with_submitter` closure), the work goes to the event loop's
+/// next tick with the resources, so they are still released only at the final CQE.
 #[cold] // Dropping an op before it completes is the exception (timeouts, aborts, shutdown).
 pub(crate) fn cancel(driver: DriverRef, user_data: u64, data: Box<dyn Orphan>) {
     let mut data = Some(data);
-    let outcome = driver.with(|d| {
-        let data = data.take().expect("taken once");
-        let outcome = d.ops.orphan(user_data, data);
-        if matches!(outcome, DropOutcome::Cancel) {
-            d.push_cancel(user_data);
-        }
-        outcome
-    });
+    let outcome = driver.access(|d| d.orphan(user_data, data.take().expect("taken once")));
     match outcome {
-        // Dropped outside the borrow: a resource's drop may call into the runtime.
-        Some(DropOutcome::Release(data)) => drop(data),
-        Some(DropOutcome::Cancel) => {}
+        // Dropped outside the borrow: a resource's or a waker's drop may call into the
+        // runtime.
+        Ok(DropOutcome::Release(data, waker)) => {
+            drop(waker);
+            drop(data);
+        }
+        Ok(DropOutcome::Cancel(waker)) => drop(waker),
+        Err(Unavailable::Busy) => {
+            let data = data.take().expect("not taken: the closure did not run");
+            context::defer(Deferred::Orphan { user_data, data });
+        }
         // The op's runtime is not running on this thread (the op outlived `block_on`): we
         // cannot tell whether the kernel is done with the data, so it is leaked, never freed.
         // That runtime's shutdown cancels and reaps the op itself.
-        None => std::mem::forget(data),
+        Err(Unavailable::Elsewhere) => std::mem::forget(data),
     }
 }
 
@@ -278,15 +349,18 @@ impl<T: MultiCompletable> MultiOp<T> {
     /// # Safety
     /// As for [`Op::submit`], for every CQE the op may post.
     pub unsafe fn submit(entry: Entry, data: T) -> Self {
-        let driver = DriverRef::current();
-        let user_data = driver
-            .with(|d| {
-                let user_data = d.ops.insert(true);
-                // SAFETY: forwarded from the caller's contract, as in `Op::submit`.
-                unsafe { d.push(&entry.user_data(user_data)) };
-                user_data
-            })
-            .expect("current driver");
+        let (driver, pushed) = DriverRef::current_with(|d| {
+            let user_data = d.ops.insert(true);
+            // SAFETY: forwarded from the caller's contract, as in `Op::submit`.
+            match unsafe { d.push(&entry.user_data(user_data)) } {
+                Ok(()) => Ok(user_data),
+                Err(e) => {
+                    d.ops.abandon(user_data);
+                    Err(e)
+                }
+            }
+        });
+        let user_data = pushed.unwrap_or_else(|e| push_failed(e));
         MultiOp {
             driver,
             user_data,
@@ -312,11 +386,12 @@ impl<T: MultiCompletable> Stream for MultiOp<T> {
             return Poll::Ready(None);
         }
         let ud = this.user_data;
-        let next = std::task::ready!(
-            this.driver
-                .with(|d| d.ops.poll_next(ud, cx.waker()))
-                .expect("ringleader: stream polled outside the runtime that submitted it")
-        );
+        let next = std::task::ready!(poll_slot(
+            this.driver,
+            cx,
+            |d, w| d.ops.poll_next(ud, w),
+            ud
+        ));
         match next {
             Some(cqe) => {
                 let data = this.data.as_mut().expect("MultiOp data taken");

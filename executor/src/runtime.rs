@@ -256,7 +256,7 @@ impl LocalRuntime {
 
     /// This runtime's ring counters.
     pub fn stats(&self) -> Stats {
-        self.core.driver.borrow().stats()
+        self.core.stats()
     }
 }
 
@@ -264,6 +264,11 @@ impl Drop for LocalRuntime {
     fn drop(&mut self) {
         if context::with_core(|_| ()).is_none() {
             self.core.shutdown();
+        } else {
+            // Dropped inside another runtime's `block_on`: shut down as this core all the
+            // same, so its tasks' ops are cancelled and released by their own ring (not
+            // leaked for want of it).
+            self.core.shutdown_nested();
         }
     }
 }

@@ -7,9 +7,17 @@
 //!
 //! Ordering: the sender pushes, then sets `notified`; the core clears `notified`, then drains.
 //! A push that misses a drain always finds `notified` clear and sends a message.
+//!
+//! The target ring is named by a private duplicate of its fd, shared (`Arc<OwnedFd>`) with
+//! every sender until its message has reached the kernel: an `IORING_OP_MSG_RING` SQE names
+//! the fd by number and the kernel resolves it only at the sender's next enter, so if the
+//! target could close its ring in between, the number could be reused by another file (even
+//! another io_uring, which would then receive a CQE it never asked for). While a sender holds
+//! the duplicate, the number cannot be reused.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_task::Runnable;
@@ -20,8 +28,8 @@ use crate::sys;
 
 pub(crate) struct Shared {
     pub(crate) id: usize,
-    /// The core's raw ring fd; -1 once the ring is gone.
-    ring_fd: AtomicI32,
+    /// A duplicate of the core's ring fd; `None` before the ring exists and once it is gone.
+    ring_fd: Mutex<Option<Arc<OwnedFd>>>,
     inject: Mutex<VecDeque<Runnable>>,
     notified: AtomicBool,
     /// No new work is accepted (shutdown has begun).
@@ -37,7 +45,7 @@ impl Shared {
     pub(crate) fn new(id: usize) -> Self {
         Shared {
             id,
-            ring_fd: AtomicI32::new(-1),
+            ring_fd: Mutex::new(None),
             inject: Mutex::new(VecDeque::new()),
             notified: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -47,8 +55,27 @@ impl Shared {
         }
     }
 
-    pub(crate) fn set_ring_fd(&self, fd: i32) {
-        self.ring_fd.store(fd, Ordering::Release);
+    /// Name the core's ring (a duplicate of `fd`, see the module docs). Fails when no fd is
+    /// left for the duplicate: the core could not be woken from other threads.
+    pub(crate) fn set_ring_fd(&self, fd: &impl AsRawFd) -> std::io::Result<()> {
+        // SAFETY: F_DUPFD_CLOEXEC on an fd the caller keeps open; the result is a new fd that
+        // nobody else owns.
+        let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `dup` is a fresh fd owned by nothing else.
+        let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) };
+        *self.ring_fd.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(owned));
+        Ok(())
+    }
+
+    /// The target ring, kept open while the caller holds it.
+    fn ring(&self) -> Option<Arc<OwnedFd>> {
+        self.ring_fd
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Queue a runnable from another thread and wake the core.
@@ -85,10 +112,9 @@ impl Shared {
         if self.notified.swap(true, Ordering::AcqRel) {
             return; // A wake-up is already on its way.
         }
-        let fd = self.ring_fd.load(Ordering::Acquire);
-        if fd < 0 {
+        let Some(ring) = self.ring() else {
             return; // Not started yet (it drains on start) or gone.
-        }
+        };
         // From a thread running another core: one SQE on that core's own ring, submitted with
         // its next enter. A core never messages itself: it checks `notified` before waiting.
         let sent = context::with_core(|core| {
@@ -97,15 +123,16 @@ impl Shared {
             }
             match core.driver.try_borrow_mut() {
                 Ok(mut d) => {
-                    d.push_msg_wake(fd);
+                    // The driver keeps `ring` open until the SQE has reached the kernel.
+                    d.push_msg_wake(Arc::clone(&ring));
                     true
                 }
                 Err(_) => false,
             }
         });
         if sent != Some(true) {
-            // SAFETY-free fallback: a blind register call that posts the CQE synchronously.
-            if sys::send_msg_ring_sync(fd, crate::lifecycle::TAG_MSG_WAKE).is_ok() {
+            // A register call that posts the CQE synchronously, while `ring` holds the fd.
+            if sys::send_msg_ring_sync(ring.as_raw_fd(), crate::lifecycle::TAG_MSG_WAKE).is_ok() {
                 self.msg_ring_sync_sent.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -123,6 +150,6 @@ impl Shared {
     }
 
     pub(crate) fn clear_ring_fd(&self) {
-        self.ring_fd.store(-1, Ordering::Release);
+        *self.ring_fd.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }

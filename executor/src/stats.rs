@@ -20,6 +20,10 @@ pub struct Stats {
     pub sq_full: u64,
     /// Ticks that found `IORING_SQ_CQ_OVERFLOW` set and flushed the kernel's overflow list.
     pub cq_overflow: u64,
+    /// CQEs the kernel dropped (the CQ ring's overflow counter: it could not even queue them
+    /// on its overflow list). Their ops never complete; their resources are leaked, never
+    /// freed. Zero on a healthy system.
+    pub cqes_dropped: u64,
     /// `ASYNC_CANCEL`s pushed for dropped ops.
     pub cancels: u64,
     /// Cross-core wake-ups this core sent through `MSG_RING` (its own ring or the
@@ -41,6 +45,16 @@ pub struct Stats {
     /// Spins before parking ([`crate::Builder::spin_before_park`]) that found nothing to do
     /// and parked.
     pub spin_parks: u64,
+    /// Op, group and stream futures dropped while the driver was borrowed further up the
+    /// stack (inside a waker's clone or drop, or a `with_submitter` closure): their resources
+    /// were handed to the event loop, which parks and cancels them at its next tick, so they
+    /// are released at the final CQE as for any other drop.
+    pub drops_deferred: u64,
+    /// Drops of ops that write into lent memory which stopped waiting for the kernel at
+    /// their bound (the op's resources stay parked until its final CQE; the memory stays
+    /// inaccessible meanwhile), or skipped the wait because the core was shutting down or
+    /// the driver was borrowed.
+    pub settle_timeouts: u64,
     /// Ops waiting for a CQE now.
     pub ops_in_flight: u64,
     /// Op slots occupied now (in flight, or completed and not yet collected).
