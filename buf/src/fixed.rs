@@ -416,7 +416,16 @@ impl PoolShared {
         // SAFETY: the slot's `size >= len` bytes lie in a region `source` keeps mapped; the
         // slot came off a free list (or a grant), so nobody else uses it until its count
         // drops to zero again; region memory is initialised.
-        unsafe { Lease::new(source, slot, info.ptr, len, 0, Some(buf_index)) }
+        unsafe {
+            Lease::new(
+                source,
+                slot,
+                info.ptr,
+                len,
+                0,
+                Some((buf_index, self.table.ring_id())),
+            )
+        }
     }
 }
 

@@ -371,7 +371,8 @@ pub struct Lease {
     ptr: NonNull<u8>,
     cap: usize,
     len: usize,
-    buf_index: Option<u16>,
+    /// The slot's fixed-buffer index and the ring whose table has it.
+    fixed: Option<(u16, u64)>,
     hold: LeaseRef,
 }
 
@@ -387,14 +388,14 @@ impl Lease {
         ptr: NonNull<u8>,
         cap: usize,
         len: usize,
-        buf_index: Option<u16>,
+        fixed: Option<(u16, u64)>,
     ) -> Lease {
         debug_assert!(len <= cap);
         Lease {
             ptr,
             cap,
             len,
-            buf_index,
+            fixed,
             hold: LeaseRef::claim(source, slot),
         }
     }
@@ -525,9 +526,17 @@ impl Lease {
         self.hold.readers()
     }
 
-    /// Index of the slot in the ring's fixed-buffer table, if it is registered.
+    /// Index of the slot in the fixed-buffer table of the **current core's ring**, if it is
+    /// registered there.
+    ///
+    /// `None` for memory that is not registered, and also when the lease is used on another
+    /// ring than the one its pool registered with (a second runtime on the same thread): that
+    /// ring's table entry at the same index is someone else's buffer. Ops then use the
+    /// plain, unregistered form with the lease's address, which is correct on any ring.
+    #[inline]
     pub fn buf_index(&self) -> Option<u16> {
-        self.buf_index
+        let (index, ring) = self.fixed?;
+        (ringleader_executor::ring_id() == Some(ring)).then_some(index)
     }
 
     /// A counted reference that keeps this slot from reuse until it is dropped
@@ -621,7 +630,7 @@ impl fmt::Debug for Lease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lease")
             .field("slot", &self.hold.slot)
-            .field("buf_index", &self.buf_index)
+            .field("fixed", &self.fixed)
             .field("len", &self.len)
             .field("capacity", &self.cap)
             .field("writers", &self.writers())

@@ -137,6 +137,8 @@ impl BufRing {
         let shared = RingShared {
             table,
             ring,
+            ring_id: ringleader_executor::ring_id()
+                .expect("ringleader: a BufRing built outside a ringleader runtime"),
             bgid: 0,
             entries,
             buf_size,
@@ -164,8 +166,24 @@ impl BufRing {
         })
     }
 
-    /// The buffer group id to put in a buffer-select SQE.
+    /// The buffer group id (as registered; for diagnostics).
     pub fn bgid(&self) -> u16 {
+        self.shared.bgid
+    }
+
+    /// The buffer group id to put in a buffer-select SQE on the current core's ring.
+    ///
+    /// # Panics
+    /// When the current ring is not the one the group was registered with (a second runtime
+    /// on the same thread): there the same id names another ring's group, or none, and the
+    /// kernel would pick buffers this ring does not own.
+    #[track_caller]
+    pub fn select_bgid(&self) -> u16 {
+        assert!(
+            ringleader_executor::ring_id() == Some(self.shared.ring_id),
+            "ringleader: a BufRing used on a ring it is not registered with (build one per \
+             runtime: registrations belong to one ring)"
+        );
         self.shared.bgid
     }
 
@@ -227,7 +245,11 @@ impl BufRing {
         let source: Rc<dyn Source> = Rc::clone(&self.shared) as Rc<dyn Source>;
         let ptr = self.shared.buf_ptr(bid);
         let cap = self.shared.buf_size;
-        let buf_index = self.shared.table.as_ref().map(|t| t.start() as u16);
+        let buf_index = self
+            .shared
+            .table
+            .as_ref()
+            .map(|t| (t.start() as u16, t.ring_id()));
         // SAFETY: the buffer lies in `bufs`, kept mapped by `source`; the caller guarantees
         // the kernel is done with it and nobody else claimed it; region memory is initialised.
         unsafe { Lease::new(source, u32::from(bid), ptr, cap, len, buf_index) }
@@ -288,6 +310,8 @@ struct RingShared {
     /// cleared before they are unmapped.
     table: Option<TableRange>,
     ring: RingId,
+    /// `ringleader_executor::ring_id()` of the ring the group is registered with.
+    ring_id: u64,
     bgid: u16,
     entries: u16,
     buf_size: usize,

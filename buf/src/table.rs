@@ -39,6 +39,8 @@ pub(crate) struct TableRange {
     table: Rc<RefCell<Table>>,
     start: u32,
     len: u32,
+    /// `ringleader_executor::ring_id()` of the ring the entries belong to.
+    ring_id: u64,
 }
 
 impl TableRange {
@@ -70,7 +72,19 @@ impl TableRange {
             }
             s
         };
-        Ok(TableRange { table, start, len })
+        let ring_id = ringleader_executor::ring_id().expect("checked by table_for_current_ring");
+        Ok(TableRange {
+            table,
+            start,
+            len,
+            ring_id,
+        })
+    }
+
+    /// The identity of the ring whose table holds the range (see
+    /// `ringleader_executor::ring_id`).
+    pub(crate) fn ring_id(&self) -> u64 {
+        self.ring_id
     }
 
     /// Index of the first entry.

@@ -133,6 +133,14 @@ pub fn with_submitter<R>(f: impl FnOnce(io_uring::Submitter<'_>) -> R) -> R {
     f(ring.submitter())
 }
 
+/// An identity of the current core's ring, unique within the process and never reused, or
+/// `None` outside a runtime. Registrations (fixed buffers, buffer rings) belong to one ring:
+/// pools and buffer rings record it to tell when they are used on another.
+#[inline]
+pub fn ring_id() -> Option<u64> {
+    context::with_core(|c| c.driver_id)
+}
+
 /// The raw fd of the current core's ring (for `IORING_REGISTER_CLONE_BUFFERS` sources).
 ///
 /// # Panics

@@ -280,7 +280,7 @@ impl Recv {
         self.since = self.ring.returned();
         let len = self.ring.buf_size().min(u32::MAX as usize) as u32;
         let entry = opcode::Recv::new(types::Fd(self.fd), std::ptr::null_mut(), len)
-            .buf_group(self.ring.bgid())
+            .buf_group(self.ring.select_bgid())
             .build()
             .flags(squeue::Flags::BUFFER_SELECT);
         let data = RecvSelect {

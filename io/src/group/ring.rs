@@ -196,7 +196,7 @@ impl RecvGroupFuture {
         });
         let len = sqe::len32(self.ring.buf_size());
         let leader = opcode::Recv::new(types::Fd(self.sock.raw), std::ptr::null_mut(), len)
-            .buf_group(self.ring.bgid())
+            .buf_group(self.ring.select_bgid())
             .build()
             .flags(squeue::Flags::BUFFER_SELECT);
         let leader_hold = Hold::new(None, Some(self.sock.clone())).with_pick(Rc::clone(&pick));

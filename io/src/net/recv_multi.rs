@@ -182,7 +182,8 @@ impl RecvMulti {
     fn arm(&mut self) {
         // Read before the push: a buffer returned after this is seen as a change.
         self.since = self.ring.returned();
-        let entry = opcode::RecvMulti::new(types::Fd(self.sock.raw()), self.ring.bgid()).build();
+        let entry =
+            opcode::RecvMulti::new(types::Fd(self.sock.raw()), self.ring.select_bgid()).build();
         let data = RecvMultiData {
             _sock: Rc::clone(&self.sock),
             ring: self.ring.clone(),
