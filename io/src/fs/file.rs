@@ -107,7 +107,9 @@ impl File {
     /// Read at `pos` into a lease (or a [`LeaseSliceMut`] view of one):
     /// `IORING_OP_READ_FIXED` from a registered lease, else `IORING_OP_READ` (Linux 5.6).
     /// The future borrows the lease exclusively; given a whole `&mut Lease`, it sets the
-    /// lease's `len` to the bytes read. See [`group`](crate::group) for the lease rules.
+    /// lease's `len` to the bytes read. Until its final CQE the op is a kernel writer: if the
+    /// future is forgotten, the lease refuses every access to its bytes for good. See
+    /// [`group`](crate::group) for the lease rules.
     pub fn read_fixed_at<'a>(&self, dst: impl Into<LeaseSliceMut<'a>>, pos: u64) -> LeaseIo<'a> {
         group::read_fixed_at(self, dst, pos)
     }

@@ -113,13 +113,17 @@ impl TcpStream {
 
     /// Zero-copy send of a lease's data (`IORING_OP_SEND_ZC`, Linux 6.0, with
     /// `IORING_RECVSEND_FIXED_BUF` from a registered lease). Resolves at the kernel's
-    /// notification; the lease slot is held until then even if the future is dropped.
+    /// notification; the lease slot is held until then even if the future is dropped, and
+    /// the lease refuses `&mut` access meanwhile (a kernel reader, see
+    /// [`group`](crate::group)).
     pub fn send_zc_lease<'a>(&self, src: impl Into<LeaseSlice<'a>>) -> LeaseIo<'a> {
         group::send_zc(self, src)
     }
 
     /// Receive into a lease (or a [`LeaseSliceMut`] view) (`IORING_OP_RECV`, Linux 5.6);
-    /// given a whole `&mut Lease`, sets its `len` to the bytes received.
+    /// given a whole `&mut Lease`, sets its `len` to the bytes received. Until its final CQE
+    /// the op is a kernel writer: if the future is forgotten, the lease refuses every access
+    /// to its bytes for good (see [`group`](crate::group)).
     pub fn recv_lease<'a>(&self, dst: impl Into<LeaseSliceMut<'a>>) -> LeaseIo<'a> {
         group::recv(self, dst)
     }
