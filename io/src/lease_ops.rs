@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use io_uring::{cqueue, opcode, squeue, types};
-use ringleader_buf::{BufResult, BufRing, Lease, WaitReturned};
+use ringleader_buf::{BufResult, BufRing, IoBuf, IoBufMut, Lease, WaitReturned};
 use ringleader_executor::{Completable, Cqe, Op, Orphan};
 
 use crate::group::{FdHold, IoFd};
@@ -89,6 +89,10 @@ impl Completable for WriteLease {
 ///     assert_eq!((n.unwrap(), &lease[..]), (5, &b"hello"[..]));
 /// });
 /// ```
+///
+/// # Panics
+/// If a dropped or forgotten op still reads or writes the lease (see the lease access rule in
+/// `docs/groups.md`): nothing is submitted.
 pub fn read_fixed(fd: &impl IoFd, lease: Lease, offset: u64) -> Op<ReadLease> {
     let hold = fd.fd_hold();
     submit_read(hold.raw, Some(hold), lease, offset)
@@ -106,7 +110,9 @@ pub unsafe fn read_fixed_raw(fd: RawFd, lease: Lease, offset: u64) -> Op<ReadLea
 
 fn submit_read(raw: RawFd, hold: Option<FdHold>, mut lease: Lease, offset: u64) -> Op<ReadLease> {
     let len = lease.capacity().min(u32::MAX as usize) as u32;
-    let ptr = lease.as_mut_ptr();
+    // The kernel will write the lease: refused (a panic naming the slot and its counts)
+    // while a dropped or forgotten op still reads or writes it (the lease access rule).
+    let ptr = IoBufMut::stable_mut_ptr(&mut lease);
     let entry = match lease.buf_index() {
         Some(index) => opcode::ReadFixed::new(types::Fd(raw), ptr, len, index)
             .offset(offset)
@@ -126,6 +132,9 @@ fn submit_read(raw: RawFd, hold: Option<FdHold>, mut lease: Lease, offset: u64) 
 /// Write `lease.len()` bytes from the lease to `fd` at `offset` (`u64::MAX`: the file
 /// position): `IORING_OP_WRITE_FIXED` for a registered lease, `IORING_OP_WRITE` otherwise.
 /// The op keeps `fd` open until its final CQE.
+///
+/// # Panics
+/// If a dropped or forgotten op still writes into the lease: nothing is submitted.
 pub fn write_fixed(fd: &impl IoFd, lease: Lease, offset: u64) -> Op<WriteLease> {
     let hold = fd.fd_hold();
     submit_write(hold.raw, Some(hold), lease, offset)
@@ -143,7 +152,9 @@ pub unsafe fn write_fixed_raw(fd: RawFd, lease: Lease, offset: u64) -> Op<WriteL
 
 fn submit_write(raw: RawFd, hold: Option<FdHold>, lease: Lease, offset: u64) -> Op<WriteLease> {
     let len = lease.len().min(u32::MAX as usize) as u32;
-    let ptr = lease.as_ptr();
+    // The kernel will read the lease: refused while a dropped or forgotten op still writes
+    // it (the lease access rule).
+    let ptr = IoBuf::stable_ptr(&lease);
     let entry = match lease.buf_index() {
         Some(index) => opcode::WriteFixed::new(types::Fd(raw), ptr, len, index)
             .offset(offset)
