@@ -286,15 +286,27 @@ impl<L: Completable, M: Completable> Future for GroupOp<L, M> {
                     }
                 })
                 .expect("ringleader: group polled outside the runtime that submitted it");
-            if register.is_empty() {
-                break;
-            }
+            let mut completed_meanwhile = false;
             for ud in register {
                 let waker = cx.waker().clone();
-                let old = this.driver.with(|d| d.ops.set_waker(ud, waker));
-                drop(old);
+                let set = this
+                    .driver
+                    .with(|d| d.ops.set_waker(ud, waker))
+                    .expect("ringleader: group polled outside the runtime that submitted it");
+                // Dropped here, outside the borrow: the replaced waker, or ours.
+                match set {
+                    Ok(old) => drop(old),
+                    Err(ours) => {
+                        drop(ours);
+                        completed_meanwhile = true;
+                    }
+                }
             }
-            // Look again: a slot may have completed while the wakers were handed over.
+            // Look again only if a slot completed while the wakers were handed over (never
+            // just because a waker's clone does not `will_wake` the original: that would loop).
+            if !completed_meanwhile {
+                break;
+            }
         }
         if this.leader_cqe.is_none() || this.member_cqes.iter().any(Option::is_none) {
             return Poll::Pending;

@@ -515,20 +515,21 @@ impl OpTable {
         registered(waker.as_ref(), cx_waker)
     }
 
-    /// Store `new` as the waker of op `user_data`. Returns the waker to drop outside the
-    /// borrow (the one replaced, or `new` itself when the op no longer waits: poll again).
-    pub(crate) fn set_waker(&mut self, user_data: u64, new: Waker) -> Option<Waker> {
+    /// Store `new` as the waker of op `user_data`: `Ok` with the replaced waker, or `Err`
+    /// giving `new` back when the op no longer waits (it completed meanwhile: poll again).
+    /// Either way the waker is dropped by the caller, outside the borrow.
+    pub(crate) fn set_waker(&mut self, user_data: u64, new: Waker) -> Result<Option<Waker>, Waker> {
         let Some(slot) = self.slot_mut(user_data) else {
-            return Some(new);
+            return Err(new);
         };
         match &mut slot.state {
             Lifecycle::Submitted { waker, .. }
             | Lifecycle::Deferred { waker, .. }
-            | Lifecycle::Queued { waker, .. } => waker.replace(new),
+            | Lifecycle::Queued { waker, .. } => Ok(waker.replace(new)),
             Lifecycle::Streaming { waker, queue, done } if queue.is_empty() && !*done => {
-                waker.replace(new)
+                Ok(waker.replace(new))
             }
-            _ => Some(new),
+            _ => Err(new),
         }
     }
 
@@ -899,7 +900,7 @@ mod tests {
         let ud = t.insert(false);
         let w = futures::task::noop_waker();
         assert!(matches!(t.poll(ud, &w), OpPoll::Register));
-        assert!(t.set_waker(ud, w.clone()).is_none());
+        assert!(matches!(t.set_waker(ud, w.clone()), Ok(None)));
         assert!(matches!(t.poll(ud, &w), OpPoll::Pending));
         t.complete(ud, 4096, CQE_F_MORE);
         assert!(

@@ -182,12 +182,19 @@ fn poll_slot<R>(
             OpPoll::Pending => return Poll::Pending,
             OpPoll::Register => {
                 let waker = cx.waker().clone();
-                let old = driver
+                let set = driver
                     .with(|d| d.ops.set_waker(ud, waker))
                     .expect("ringleader: op polled outside the runtime that submitted it");
-                // The replaced waker, or ours if the op completed meanwhile (then the next
-                // look finds the result): dropped here, outside the borrow.
-                drop(old);
+                match set {
+                    // Stored: the replaced waker is dropped here, outside the borrow. No second
+                    // look (a waker whose clone never `will_wake` the original would loop).
+                    Ok(old) => {
+                        drop(old);
+                        return Poll::Pending;
+                    }
+                    // The op completed while the waker was cloned: look again for the result.
+                    Err(ours) => drop(ours),
+                }
             }
         }
     }
