@@ -293,7 +293,7 @@ impl Plan {
                     built
                         .iov
                         .filter(|_| p.follows)
-                        .map(|iov| Fixup::new(iov, &p.member, p.off, p.max)),
+                        .map(|iov| Fixup::new(iov, &p.member, p.off, p.max, index)),
                 );
                 MemberSpec {
                     entry: built.entry,

@@ -18,7 +18,7 @@ use super::hold::Hold;
 use super::output::invalid;
 use super::spec::Member;
 use super::sqe;
-use super::vectored::iovecs;
+use super::vectored::{iovecs, nonempty, writev_entry};
 
 /// Bytes of a range starting at `off`, at most `max` long, within `produced` bytes.
 pub(crate) fn clamp(produced: usize, off: usize, max: usize) -> usize {
@@ -111,13 +111,14 @@ impl Placed {
                     Some(r) if self.follows => Some(r.max(0) as usize),
                     _ => None,
                 };
-                let mut iov = iovecs(base, ranges, produced);
+                // Empty iovecs are refused by the kernel (`EFAULT`): empty ranges get none,
+                // and one a known leader result empties is packed out now (one the result
+                // empties later is packed by the group's prep hook, `vectored.rs`).
+                let mut iov = iovecs(base, &nonempty(ranges), produced);
+                iov.retain(|v| v.iov_len > 0);
                 let (fd, pos) = self.member.vectored_target();
                 let ptr = iov.as_mut_ptr();
-                // `place` allows at most 1024 ranges.
-                let entry = self
-                    .member
-                    .finish(sqe::writev(fd, ptr, iov.len() as u32, index, pos));
+                let entry = writev_entry(fd, ptr, iov.len(), index, pos, self.member.force_async);
                 Built {
                     entry,
                     hold: hold.with_iov(iov),
