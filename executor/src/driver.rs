@@ -44,6 +44,9 @@ pub(crate) struct Driver {
     info: SetupInfo,
     /// Target rings of `MSG_RING` SQEs not yet consumed by the kernel (see `shared.rs`).
     msg_targets: Vec<std::sync::Arc<std::os::fd::OwnedFd>>,
+    /// `ASYNC_CANCEL`s are queued that have not been through an enter with `GETEVENTS` yet:
+    /// they go to the kernel on their own before any other SQE (see [`Driver::push_cancel`]).
+    cancel_pending: bool,
 }
 
 impl Driver {
@@ -76,6 +79,7 @@ impl Driver {
             stats: Stats::default(),
             info,
             msg_targets: Vec::new(),
+            cancel_pending: false,
         })
     }
 
@@ -150,6 +154,9 @@ impl Driver {
     /// `entry` did not reach the SQ: the caller must not wait for its CQE.
     #[inline]
     pub(crate) unsafe fn push(&mut self, entry: &Entry) -> io::Result<()> {
+        if self.cancel_pending {
+            self.flush_cancels();
+        }
         loop {
             // SAFETY: forwarded from the caller; the SQ copies the 64-byte SQE.
             if unsafe { self.sq().push(entry) }.is_ok() {
@@ -178,6 +185,9 @@ impl Driver {
                 ),
             ));
         }
+        if self.cancel_pending {
+            self.flush_cancels();
+        }
         loop {
             // SAFETY: forwarded from the caller; `push_multiple` is all-or-nothing.
             if unsafe { self.sq().push_multiple(entries) }.is_ok() {
@@ -203,7 +213,16 @@ impl Driver {
     }
 
     /// Push an `ASYNC_CANCEL` for `user_data` (only a failure posts a CQE).
+    ///
+    /// Cancels go to the kernel in an enter of their own, with `GETEVENTS`, before any SQE
+    /// pushed after them (and after the SQEs queued before them): under `DEFER_TASKRUN` a
+    /// cancelled accept leaves the listener's wait queue only when the ring's task work runs,
+    /// and until then it takes the wake-up of the next connection, which a new accept on the
+    /// same listener then never sees (Linux 6.18; docs/kernel-notes.md).
     pub(crate) fn push_cancel(&mut self, user_data: u64) {
+        if !self.cancel_pending && !self.sq().is_empty() {
+            self.submit_queued(false);
+        }
         let entry = AsyncCancel::new(user_data)
             .build()
             .flags(Flags::SKIP_SUCCESS)
@@ -212,7 +231,51 @@ impl Driver {
         // SAFETY: ASYNC_CANCEL carries no pointer, only the target's user_data. A failed push
         // (the ring is unusable) leaves the op in flight: its resources stay parked, and the
         // bounded waits of settle and shutdown end with them leaked, never freed.
-        let _ = unsafe { self.push(&entry) };
+        let pushed = unsafe { self.push_raw(&entry) };
+        if pushed.is_ok() {
+            self.cancel_pending = true;
+        }
+    }
+
+    /// Push without sending queued cancels first (cancels themselves).
+    ///
+    /// # Safety
+    /// As for [`Driver::push`].
+    unsafe fn push_raw(&mut self, entry: &Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: forwarded from the caller; the SQ copies the 64-byte SQE.
+            if unsafe { self.sq().push(entry) }.is_ok() {
+                self.stats.sqes_pushed += 1;
+                return Ok(());
+            }
+            self.make_room()?;
+        }
+    }
+
+    /// Send the queued cancels to the kernel and run the task work they cause (see
+    /// [`Driver::push_cancel`]).
+    #[cold] // Only after a drop of an op in flight.
+    fn flush_cancels(&mut self) {
+        self.submit_queued(true);
+    }
+
+    /// Submit what the SQ holds now, in one enter; with `GETEVENTS` if `task_work` (which
+    /// also ends `cancel_pending`). Errors are left to the event loop's next enter.
+    #[cold]
+    fn submit_queued(&mut self, task_work: bool) {
+        if self.flags.contains(SetupFlags::SQPOLL) {
+            // The kernel's thread submits on its own schedule: nothing to order here.
+            self.cancel_pending = false;
+            return;
+        }
+        let n = self.sq().len() as u32;
+        let flags = if task_work { sys::ENTER_GETEVENTS } else { 0 };
+        if n > 0 || task_work {
+            let _ = self.enter(n, 0, flags);
+        }
+        if task_work {
+            self.cancel_pending = false;
+        }
     }
 
     /// Push a `MSG_RING` that posts a wake-up CQE into the ring `target`, which is kept open
@@ -286,6 +349,10 @@ impl Driver {
         if wait {
             flags |= sys::ENTER_GETEVENTS;
             min = 1;
+        } else if self.cancel_pending {
+            // Cancels are queued: their task work must run in this enter (see
+            // `push_cancel`).
+            flags |= sys::ENTER_GETEVENTS;
         } else if sq_flags & (sys::SQ_TASKRUN | sys::SQ_CQ_OVERFLOW) != 0 {
             // Deferred task work or overflowed CQEs wait for an enter with GETEVENTS.
             flags |= sys::ENTER_GETEVENTS;
@@ -311,6 +378,9 @@ impl Driver {
                 Ok(_) => {}
                 Err(e) if transient(&e) => {}
                 Err(e) => return Err(e),
+            }
+            if flags & sys::ENTER_GETEVENTS != 0 {
+                self.cancel_pending = false;
             }
         }
         self.reap();
@@ -381,6 +451,9 @@ impl Driver {
 
     /// Push the members released by leaders in this reap, each group's all together.
     fn push_members(&mut self) {
+        if self.cancel_pending {
+            self.flush_cancels();
+        }
         let entries = std::mem::take(&mut self.ops.to_push);
         let ends = std::mem::take(&mut self.ops.batch_ends);
         let mut start = 0;
