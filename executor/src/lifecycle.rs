@@ -12,7 +12,8 @@
 //! - wakers are collected into `woken` and woken by the event loop outside the driver borrow,
 //!   so user code never runs while the driver is borrowed;
 //! - a lane (`lane.rs`) has at most one chain of ops in the kernel; its other ops wait in
-//!   `Queued` slots, outside the SQ, and a lane lives while a handle or a slot refers to it.
+//!   `Queued` slots, outside the SQ, and a lane lives while a handle or a slot refers to it;
+//!   nothing behind an open frame's mark in a lane's queue leaves it.
 
 use std::collections::VecDeque;
 use std::task::Waker;
@@ -21,7 +22,7 @@ use io_uring::squeue::Entry;
 use slab::Slab;
 
 use crate::group::{Followers, MemberLen};
-use crate::lane::{LaneState, NO_LANE, expected_result, is_send};
+use crate::lane::{self, LaneState, NO_LANE, expected_result, is_mark, is_send, mark_ready};
 use crate::op::Orphan;
 use crate::sys::{self, CQE_F_MORE, CQE_F_NOTIF};
 
@@ -216,7 +217,8 @@ impl OpTable {
         self.generation = (self.generation + 1) & 0x7fff_ffff;
         let generation = self.generation;
         if lane != NO_LANE {
-            self.lanes[lane as usize].refs += 1;
+            // It may still add an op to the lane (a frame stays open for it).
+            lane::join(&mut self.lanes, lane);
         }
         let state = Lifecycle::Deferred {
             entry: Box::new(entry),
@@ -276,14 +278,16 @@ impl OpTable {
                 prep(leader, index, &mut entry);
             }
             if lane != NO_LANE {
-                // Its turn comes in the lane: queued, pushed by the driver before its next
-                // enter if the lane is idle (so with the group's other members).
-                let l = &mut self.lanes[lane as usize];
-                if l.failed {
+                // Its turn comes in the lane (at its frame's place, if in a frame): queued,
+                // pushed by the driver before its next enter if the lane is idle (so with
+                // the group's other members).
+                let root = lane::root(&self.lanes, lane);
+                if self.lanes[root as usize].failed {
                     if let Some(w) = waker {
                         self.woken.push(w);
                     }
-                    lane_unref(&mut self.lanes, lane);
+                    lane::leave(&mut self.lanes, lane, &mut self.lanes_ready);
+                    lane::unref(&mut self.lanes, lane);
                     continue; // Completed(CANCELED) already.
                 }
                 slot.state = Lifecycle::Queued {
@@ -291,8 +295,9 @@ impl OpTable {
                     waker,
                     lane,
                 };
-                l.queue.push_back(ud);
-                mark_ready(l, lane, &mut self.lanes_ready);
+                lane::enqueue(&mut self.lanes, lane, ud);
+                mark_ready(&mut self.lanes[root as usize], root, &mut self.lanes_ready);
+                lane::leave(&mut self.lanes, lane, &mut self.lanes_ready);
                 continue;
             }
             self.to_push.push(entry.user_data(ud));
@@ -327,7 +332,8 @@ impl OpTable {
                     self.woken.push(w);
                 }
                 if *lane != NO_LANE {
-                    lane_unref(&mut self.lanes, *lane);
+                    lane::leave(&mut self.lanes, *lane, &mut self.lanes_ready);
+                    lane::unref(&mut self.lanes, *lane);
                 }
                 slot.state = Lifecycle::Completed(CANCELED);
             }
@@ -566,12 +572,10 @@ impl OpTable {
                 // stale key is ever left there to match a later slot.
                 let lane = *lane;
                 let waker = waker.take();
+                let queued = matches!(slot.state, Lifecycle::Queued { .. });
                 self.remove(user_data);
                 if lane != NO_LANE {
-                    if let Some(l) = self.lanes.get_mut(lane as usize) {
-                        l.queue.retain(|&ud| ud != user_data);
-                    }
-                    lane_unref(&mut self.lanes, lane);
+                    self.leave_lane(lane, user_data, queued);
                 }
                 DropOutcome::Release(resources, waker)
             }
@@ -605,14 +609,12 @@ impl OpTable {
             if was_in_flight {
                 self.in_flight -= 1;
             }
+            let queued = matches!(state, Lifecycle::Queued { .. });
             match state {
                 Lifecycle::Deferred { waker, lane, .. } | Lifecycle::Queued { waker, lane, .. } => {
                     self.retired.extend(waker);
                     if lane != NO_LANE {
-                        if let Some(l) = self.lanes.get_mut(lane as usize) {
-                            l.queue.retain(|&ud| ud != user_data);
-                        }
-                        lane_unref(&mut self.lanes, lane);
+                        self.leave_lane(lane, user_data, queued);
                     }
                 }
                 Lifecycle::Submitted { waker, .. } | Lifecycle::Streaming { waker, .. } => {
@@ -625,35 +627,51 @@ impl OpTable {
 
     /// A new lane with one handle.
     pub(crate) fn lane_new(&mut self) -> u32 {
-        let key = self.lanes.insert(LaneState::default());
-        self.lanes[key].refs = 1;
-        u32::try_from(key).expect("fewer than 4 billion lanes")
+        lane::new_lane(&mut self.lanes)
     }
 
-    /// One more handle on lane `key`.
+    /// A new frame, with one handle, at the place of an op submitted into `key` now.
+    pub(crate) fn lane_frame(&mut self, key: u32) -> u32 {
+        lane::new_frame(&mut self.lanes, key)
+    }
+
+    /// One more handle on lane (or frame) `key`.
     pub(crate) fn lane_retain(&mut self, key: u32) {
-        self.lanes[key as usize].refs += 1;
+        lane::join(&mut self.lanes, key);
     }
 
-    /// A handle on lane `key` is gone.
+    /// A handle on lane (or frame) `key` is gone.
     pub(crate) fn lane_release(&mut self, key: u32) {
-        lane_unref(&mut self.lanes, key);
+        lane::leave(&mut self.lanes, key, &mut self.lanes_ready);
+        lane::unref(&mut self.lanes, key);
     }
 
     pub(crate) fn lane_failed(&self, key: u32) -> bool {
-        self.lanes[key as usize].failed
+        self.lanes[lane::root(&self.lanes, key) as usize].failed
     }
 
-    /// Reserve a slot for an op that runs in lane `key` after the lane's earlier ops. In a
-    /// failed lane the op completes at once with `ECANCELED`, never submitted.
+    /// The slot `ud` of lane (or frame) `key` is gone without reaching the kernel: a
+    /// `queued` op leaves the lane's queue, a deferred member its frame.
+    fn leave_lane(&mut self, key: u32, ud: u64, queued: bool) {
+        if queued {
+            lane::unqueue(&mut self.lanes, key, ud);
+        } else {
+            lane::leave(&mut self.lanes, key, &mut self.lanes_ready);
+        }
+        lane::unref(&mut self.lanes, key);
+    }
+
+    /// Reserve a slot for an op that runs in lane (or frame) `key` after the lane's earlier
+    /// ops. In a failed lane the op completes at once with `ECANCELED`, never submitted.
     pub(crate) fn insert_in_lane(&mut self, key: u32, entry: Entry) -> u64 {
         self.generation = (self.generation + 1) & 0x7fff_ffff;
         let generation = self.generation;
-        let l = &mut self.lanes[key as usize];
-        let state = if l.failed {
+        let root = lane::root(&self.lanes, key);
+        let failed = self.lanes[root as usize].failed;
+        let state = if failed {
             Lifecycle::Completed(CANCELED)
         } else {
-            l.refs += 1;
+            self.lanes[key as usize].refs += 1;
             Lifecycle::Queued {
                 entry: Box::new(entry),
                 waker: None,
@@ -662,16 +680,16 @@ impl OpTable {
         };
         let index = self.slots.insert(Slot { generation, state });
         let ud = (u64::from(generation) << 32) | index as u64;
-        let l = &mut self.lanes[key as usize];
-        if !l.failed {
-            l.queue.push_back(ud);
-            mark_ready(l, key, &mut self.lanes_ready);
+        if !failed {
+            lane::enqueue(&mut self.lanes, key, ud);
+            mark_ready(&mut self.lanes[root as usize], root, &mut self.lanes_ready);
         }
         ud
     }
 
     /// Take lane `key`'s queued ops (at most `cap`) for the kernel, as one `IOSQE_IO_LINK`
-    /// chain into `out`, if the lane has nothing in the kernel and has not failed.
+    /// chain into `out`, if the lane has nothing in the kernel and has not failed. The chain
+    /// ends at the first open frame's mark.
     pub(crate) fn take_lane_batch(&mut self, key: u32, cap: usize, out: &mut Vec<Entry>) {
         let OpTable {
             slots,
@@ -687,17 +705,21 @@ impl OpTable {
             return;
         }
         while out.len() < cap {
-            let Some(ud) = l.queue.pop_front() else {
+            let Some(&ud) = l.queue.front() else {
                 break;
             };
+            if is_mark(ud) {
+                break; // An open frame: what follows waits until it closes.
+            }
+            l.queue.pop_front();
             let Some(slot) = slot_in(slots, ud) else {
-                continue; // Dropped while queued.
+                continue; // Dropped while queued (keys of dropped ops leave the queue anyway).
             };
-            if !matches!(slot.state, Lifecycle::Queued { lane, .. } if lane == key) {
-                continue; // Not this lane's op (keys of dropped ops leave the queue anyway).
+            if !matches!(slot.state, Lifecycle::Queued { .. }) {
+                continue;
             }
             let state = std::mem::replace(&mut slot.state, Lifecycle::Completed(CANCELED));
-            let Lifecycle::Queued { entry, waker, .. } = state else {
+            let Lifecycle::Queued { entry, waker, lane } = state else {
                 unreachable!("checked above");
             };
             let entry = *entry;
@@ -706,7 +728,7 @@ impl OpTable {
                 waker,
                 first: None,
                 followers: None,
-                lane: key,
+                lane,
             };
             *in_flight += 1;
             out.push(entry.user_data(ud));
@@ -727,45 +749,55 @@ impl OpTable {
         }
     }
 
-    /// The result of lane op `ud` arrived: a failure (an error, or fewer bytes than the SQE
-    /// asked) fails the lane; an emptied chain lets the next queued ops go.
+    /// The result of op `ud` of lane (or frame) `key` arrived: a failure (an error, or fewer
+    /// bytes than the SQE asked) fails the lane; an emptied chain lets the next queued ops
+    /// go.
     fn lane_result(&mut self, key: u32, ud: u64, result: i32) {
-        let Some(l) = self.lanes.get_mut(key as usize) else {
+        if !self.lanes.contains(key as usize) {
             return;
-        };
+        }
+        let root = lane::root(&self.lanes, key);
+        let l = &mut self.lanes[root as usize];
         let Some(pos) = l.in_flight.iter().position(|&(u, _)| u == ud) else {
             return; // A notification, or a CQE after the result.
         };
         let (_, expect) = l.in_flight.remove(pos).expect("found");
         let failed = result < 0 || expect.is_some_and(|e| result as u32 != e);
         if failed {
-            self.fail_lane(key);
+            self.fail_lane(root);
         }
-        let l = &mut self.lanes[key as usize];
+        let l = &mut self.lanes[root as usize];
         if l.in_flight.is_empty() && !l.queue.is_empty() {
-            mark_ready(l, key, &mut self.lanes_ready);
+            mark_ready(l, root, &mut self.lanes_ready);
         }
-        lane_unref(&mut self.lanes, key);
+        lane::unref(&mut self.lanes, key);
     }
 
-    /// Fail lane `key`: its queued ops complete with `ECANCELED`, never submitted, and so do
-    /// ops queued later.
+    /// Fail the lane of `key` (a lane or a frame): its queued ops complete with
+    /// `ECANCELED`, never submitted, and so do ops queued later, in the lane or any of its
+    /// frames.
     fn fail_lane(&mut self, key: u32) {
-        let Some(l) = self.lanes.get_mut(key as usize) else {
+        if !self.lanes.contains(key as usize) {
             return;
-        };
+        }
+        let root = lane::root(&self.lanes, key);
+        let l = &mut self.lanes[root as usize];
         l.failed = true;
         let queued = std::mem::take(&mut l.queue);
         for ud in queued {
+            if is_mark(ud) {
+                continue;
+            }
             let Some(slot) = slot_in(&mut self.slots, ud) else {
                 continue;
             };
-            if let Lifecycle::Queued { waker, .. } = &mut slot.state {
+            if let Lifecycle::Queued { waker, lane, .. } = &mut slot.state {
+                let lane = *lane;
                 if let Some(w) = waker.take() {
                     self.woken.push(w);
                 }
                 slot.state = Lifecycle::Completed(CANCELED);
-                lane_unref(&mut self.lanes, key);
+                lane::unref(&mut self.lanes, lane);
             }
         }
     }
@@ -799,23 +831,6 @@ const CANCELED: Cqe = Cqe {
     flags: 0,
     notif: None,
 };
-
-/// Drop one reference to lane `key`; the last one removes it.
-fn lane_unref(lanes: &mut Slab<LaneState>, key: u32) {
-    let l = &mut lanes[key as usize];
-    l.refs -= 1;
-    if l.refs == 0 {
-        lanes.remove(key as usize);
-    }
-}
-
-/// Queue lane `key` for the driver's next flush, once.
-fn mark_ready(l: &mut LaneState, key: u32, ready: &mut Vec<u32>) {
-    if !l.marked && l.in_flight.is_empty() {
-        l.marked = true;
-        ready.push(key);
-    }
-}
 
 #[inline]
 fn slot_in(slots: &mut Slab<Slot>, user_data: u64) -> Option<&mut Slot> {
@@ -962,7 +977,7 @@ mod tests {
     fn dropped_queued_op_leaves_its_lane_queue() {
         let mut t = OpTable::default();
         let lane = t.lane_new();
-        let blocker = t.insert_in_lane(lane, entry());
+        let _blocker = t.insert_in_lane(lane, entry());
         let mut out = Vec::new();
         t.take_lane_batch(lane, 64, &mut out);
         assert_eq!(out.len(), 1, "the blocker is in the kernel");
@@ -1045,5 +1060,47 @@ mod tests {
         );
         t.complete(leader2, 10, 0);
         assert_eq!(t.to_push.len(), 1, "its own leader releases it");
+    }
+
+    #[test]
+    fn a_deferred_member_takes_its_frames_place_and_holds_the_lane_until_then() {
+        let keys = |out: &[Entry]| out.iter().map(Entry::get_user_data).collect::<Vec<_>>();
+        let mut t = OpTable::default();
+        let lane = t.lane_new();
+        let frame = t.lane_frame(lane);
+        let head = t.insert_in_lane(frame, entry());
+        let leader = t.insert(false);
+        let member = t.insert_deferred(entry(), MemberLen::AsBuilt, frame, leader);
+        t.set_followers(
+            leader,
+            Box::new(Followers {
+                members: vec![member],
+                zero_fill: None,
+                prep: None,
+            }),
+        );
+        t.lane_release(frame); // The handle goes; the member keeps the frame open.
+        let later = t.insert_in_lane(lane, entry());
+        let mut out = Vec::new();
+        t.take_lane_batch(lane, 64, &mut out);
+        assert_eq!(keys(&out), [head]);
+        t.complete(head, 0, 0);
+        out.clear();
+        t.take_lane_batch(lane, 64, &mut out);
+        assert!(
+            out.is_empty(),
+            "the op after the frame waits for its member"
+        );
+        t.complete(leader, 10, 0);
+        t.take_lane_batch(lane, 64, &mut out);
+        assert_eq!(
+            keys(&out),
+            [member, later],
+            "the member at the frame's place"
+        );
+        t.complete(member, 0, 0);
+        t.complete(later, 0, 0);
+        t.lane_release(lane);
+        assert!(t.lanes.is_empty(), "lane and frame gone with their last op");
     }
 }

@@ -170,3 +170,16 @@ pub(crate) fn sqe_fd(entry: &io_uring::squeue::Entry) -> i32 {
             .read_unaligned()
     }
 }
+
+/// The `addr` field (byte 16) of an SQE: the buffer, or for `SENDMSG` the `msghdr`.
+pub(crate) fn sqe_addr(entry: &io_uring::squeue::Entry) -> u64 {
+    // SAFETY: `Entry` is `#[repr(C)]` around the 64-byte `io_uring_sqe` (asserted above), in
+    // which `addr` is the `u64` at byte 16; any bit pattern is a valid `u64`.
+    unsafe {
+        (entry as *const io_uring::squeue::Entry)
+            .cast::<u8>()
+            .add(16)
+            .cast::<u64>()
+            .read_unaligned()
+    }
+}
