@@ -69,24 +69,32 @@ impl Block {
 
     /// Send all of the block's data on `stream` in `lane` (whole, or the lane fails): a
     /// lease of at least `zc_threshold` bytes by `SEND_ZC` from its fixed buffer (a group of
-    /// a bare lease with one member), everything else by plain sends.
+    /// a bare lease with one member), everything else by plain sends. The lane handle (a
+    /// frame, say) is dropped as soon as the send holds its own place in it.
     pub async fn send_all(
         self,
         stream: &TcpStream,
-        lane: &Lane,
+        lane: Lane,
         zc_threshold: usize,
     ) -> io::Result<()> {
         let want = self.len();
         let sent = match self {
             Block::Lease(mut l) if want >= zc_threshold => {
-                let out = Group::new(&mut l)
-                    .member(Member::send_zc(stream).in_lane(lane))
-                    .await
-                    .check()?;
+                let group = Group::new(&mut l).member(Member::send_zc(stream).in_lane(&lane));
+                drop(lane); // The member holds the lane until it has its place.
+                let out = group.await.check()?;
                 out.members.into_iter().next().expect("one member")?
             }
-            Block::Lease(l) => stream.send_in(lane, l).await.0?,
-            Block::Heap(h) => stream.send_in(lane, h).await.0?,
+            Block::Lease(l) => {
+                let op = stream.send_in(&lane, l);
+                drop(lane);
+                op.await.0?
+            }
+            Block::Heap(h) => {
+                let op = stream.send_in(&lane, h);
+                drop(lane);
+                op.await.0?
+            }
         };
         if sent == want {
             Ok(())

@@ -14,7 +14,9 @@
 //!   one tick of the core leave in one op;
 //! - sends larger data straight from its block after the batch so far (`IORING_OP_SEND`, or
 //!   `IORING_OP_SEND_ZC` with the lease's fixed buffer from `--zc-threshold` bytes up), so
-//!   big reads are never copied in user space.
+//!   big reads are never copied in user space. That reply is two sends, the batch ending in
+//!   its head and then its data, so both go in one [`Lane::frame`]: a READ group's reply,
+//!   which enters the lane whenever its read completes, can never come between them.
 //!
 //! # Thresholds, measured
 //!
@@ -158,8 +160,20 @@ async fn send_frames(
         batch.extend_from_slice(tail);
         match data {
             Some(data) if data.len() > COPY_MAX => {
-                batch = flush(stream, lane, batch).await?;
-                data.send_all(stream, lane, zc_threshold).await.ok()?;
+                // One reply, two sends: a frame keeps them together in the lane. Both take
+                // their places in it at their first poll (below, in one `join`), and the
+                // frame closes once the data's send has its place.
+                let frame = lane.frame();
+                let want = batch.len();
+                let head_sent = stream.send_in(&frame, batch);
+                let data_sent = data.send_all(stream, frame, zc_threshold);
+                let ((res, b), sent) = futures::join!(head_sent, data_sent);
+                if res.ok()? != want {
+                    return None;
+                }
+                sent.ok()?;
+                batch = b;
+                batch.clear();
             }
             Some(data) => batch.extend_from_slice(&data),
             None => {}
