@@ -13,6 +13,11 @@
 //! that released the slot at drop time would hand it out here and the late read would
 //! overwrite the canary.
 
+#[path = "support/quarantine.rs"]
+mod quarantine;
+#[global_allocator]
+static ALLOC: quarantine::Quarantine = quarantine::Quarantine;
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::rc::Rc;
@@ -221,6 +226,7 @@ fn dropped_read_fixed_slot_not_reused_until_its_cqe() {
         // SAFETY: `pw` is this test's own fd, closed once (the read end's owner closes it).
         unsafe { libc::close(pw) };
     });
+    quarantine::check_all();
 }
 
 /// Under panic: the task's future is dropped while unwinding, with the read in flight; the
@@ -277,4 +283,5 @@ fn a_panicking_task_keeps_the_slot_until_the_cqe() {
         // SAFETY: `pw` is this test's own fd, closed once (the read end's owner closes it).
         unsafe { libc::close(pw) };
     });
+    quarantine::check_all();
 }

@@ -12,6 +12,10 @@
 //! end: no op slot, pool slot, ring buffer or fd leaked.
 
 mod group_util;
+#[path = "support/quarantine.rs"]
+mod quarantine;
+#[global_allocator]
+static ALLOC: quarantine::Quarantine = quarantine::Quarantine;
 
 use std::future::{Future, IntoFuture};
 use std::os::fd::OwnedFd;
@@ -246,4 +250,5 @@ fn random_drops_never_corrupt_or_leak() {
         assert_eq!(rig.ring.leased(), 0);
         assert_eq!(fd_count(), fds, "no fd leaked");
     });
+    quarantine::check_all();
 }

@@ -5,6 +5,10 @@
 //! and every op slot, pool slot and fd comes back.
 
 mod common;
+#[path = "support/quarantine.rs"]
+mod quarantine;
+#[global_allocator]
+static ALLOC: quarantine::Quarantine = quarantine::Quarantine;
 
 use std::future::Future;
 use std::io::Read;
@@ -174,4 +178,5 @@ fn random_drops_in_a_lane_keep_frames_whole_and_leak_nothing() {
         "{ITERATIONS} lanes: {dropped} ops dropped, {failed_lanes} lanes failed, {cut} frames cut"
     );
     assert_eq!(fd_count(), fds, "fds back");
+    quarantine::check_all();
 }

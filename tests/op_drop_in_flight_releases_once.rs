@@ -5,6 +5,10 @@
 //! This file holds one test so that the fd count is not disturbed by other tests' threads.
 
 mod common;
+#[path = "support/quarantine.rs"]
+mod quarantine;
+#[global_allocator]
+static ALLOC: quarantine::Quarantine = quarantine::Quarantine;
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -113,4 +117,5 @@ fn dropping_ten_thousand_in_flight_ops_leaks_nothing() {
     assert_eq!(get(&read_drops), 5_000);
     assert_eq!(get(&timer_drops), 5_000);
     assert_eq!(fd_count(), fds_before, "fd count unchanged");
+    quarantine::check_all();
 }

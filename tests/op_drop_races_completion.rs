@@ -3,6 +3,10 @@
 //! is handed to the op's recycling hook.
 
 mod common;
+#[path = "support/quarantine.rs"]
+mod quarantine;
+#[global_allocator]
+static ALLOC: quarantine::Quarantine = quarantine::Quarantine;
 
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -40,6 +44,7 @@ fn op_completed_before_drop_releases_once() {
         ringleader::yield_now().await;
         assert_eq!(get(&drops), 1, "and never again");
     });
+    quarantine::check_all();
 }
 
 /// An op whose late result is recorded by its recycling hook.
@@ -129,4 +134,5 @@ fn result_racing_the_cancel_is_recycled_and_released_once() {
             "some results raced the cancel and were recycled"
         );
     });
+    quarantine::check_all();
 }

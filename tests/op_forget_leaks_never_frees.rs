@@ -2,6 +2,10 @@
 //! the kernel still writes into, and the runtime keeps working (and shuts down) afterwards.
 
 mod common;
+#[path = "support/quarantine.rs"]
+mod quarantine;
+#[global_allocator]
+static ALLOC: quarantine::Quarantine = quarantine::Quarantine;
 
 use std::rc::Rc;
 
@@ -41,6 +45,7 @@ fn forgotten_read_leaks_its_buffer_and_slot_but_nothing_breaks() {
         assert_eq!((n.unwrap(), &buf[..]), (4, &b"next"[..]));
     });
     assert_eq!(get(&drops), 0);
+    quarantine::check_all();
 }
 
 #[test]
@@ -65,4 +70,5 @@ fn runtime_with_a_forgotten_in_flight_op_still_shuts_down() {
         fds_before,
         "the ring was torn down despite the forgotten op"
     );
+    quarantine::check_all();
 }
