@@ -30,6 +30,13 @@ use ringleader::fs::ops::ReadAt;
 use ringleader::net::{TcpListener, TcpStream};
 use ringleader::{Op, spawn};
 
+#[path = "common/listen.rs"]
+#[expect(
+    dead_code,
+    reason = "http_server binds its cores from core 0 itself; it uses `claim` only"
+)]
+mod listen;
+
 /// Bytes one file read asks for.
 const CHUNK: usize = 256 * 1024;
 
@@ -302,8 +309,9 @@ async fn serve(listener: TcpListener, dir: PathBuf) {
 /// shares), then on every other core, report, and serve.
 #[ringleader::main(cores = args.cores)]
 async fn run(args: Args) -> Result<(), String> {
-    let listener = TcpListener::bind_reuseport(args.listen)
-        .map_err(|e| format!("binding {}: {e}", args.listen))?;
+    // Nobody else may listen there: a second server would split the clients with us.
+    let addr = listen::claim(args.listen)?;
+    let listener = TcpListener::bind_reuseport(addr).map_err(|e| format!("binding {addr}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     for core in 1..args.cores {
         let (tx, rx) = oneshot::channel();

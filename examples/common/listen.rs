@@ -1,8 +1,30 @@
 //! Binding one `SO_REUSEPORT` listener per core (included with `#[path]` by the servers).
+//!
+//! `SO_REUSEPORT` lets any process of the same user join the group and take a share of the
+//! clients, so a second server started on the same address would silently split them with
+//! the first. A server first [`claim`]s its address with a plain listener (no
+//! `SO_REUSEPORT`), which the kernel refuses while anyone listens there, then binds its
+//! per-core group on it.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc;
+
+/// Check that nobody listens on `addr` (with port 0: pick a free port) and return the
+/// address to bind every core to. The claim is a listener without `SO_REUSEPORT`, closed
+/// again before the cores bind.
+pub fn claim(addr: SocketAddr) -> Result<SocketAddr, String> {
+    let probe = std::net::TcpListener::bind(addr).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            format!("listening on {addr}: address in use (another server listens there)")
+        } else {
+            format!("listening on {addr}: {e}")
+        }
+    })?;
+    probe
+        .local_addr()
+        .map_err(|e| format!("listening on {addr}: {e}"))
+}
 
 /// Start every core's listener with `start(core, addr, ready)`, core 0 first: with port 0 it
 /// picks the port, which every other core then binds too. Each core reports its bound
@@ -13,6 +35,7 @@ pub fn bind_every_core<T>(
     addr: SocketAddr,
     mut start: impl FnMut(usize, SocketAddr, mpsc::Sender<io::Result<SocketAddr>>) -> T,
 ) -> Result<(SocketAddr, Vec<T>), String> {
+    let addr = claim(addr)?;
     let (tx, rx) = mpsc::channel();
     let mut started = vec![start(0, addr, tx.clone())];
     let bound = rx
