@@ -18,7 +18,8 @@
 //!   `Lease`/`LeaseRef` is dropped, which for a lease inside an op is at its final CQE;
 //! - the registration is cleared before the memory is unmapped (field order of
 //!   `PoolShared`), and both happen only when the pool handle and every lease are gone;
-//! - wakers are woken after the state borrow ends: a waker never runs inside the pool.
+//! - wakers are cloned, dropped and woken outside the state borrow: a waker never runs inside
+//!   the pool (its clone or drop may return a lease to it).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -276,48 +277,67 @@ impl Future for LeaseFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<Lease>> {
         let this = self.get_mut();
-        let mut st = this.pool.state.borrow_mut();
-        let slot = match this.key {
-            None => {
-                if this.len > st.max_lease() {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "ringleader: a lease of {} bytes exceeds the pool's largest slot ({} bytes)",
-                            this.len,
-                            st.max_lease()
-                        ),
-                    )));
-                }
-                match st.take(this.len) {
-                    Some(slot) => slot,
-                    None => {
-                        let key = st.waiters.insert(Waiter::Waiting {
-                            len: this.len,
-                            waker: cx.waker().clone(),
-                        });
-                        st.queue.push_back(key);
-                        this.key = Some(key);
-                        return Poll::Pending;
+        // Wakers are cloned and dropped outside the state borrow (user code, which may drop
+        // a lease of this pool): `waker` is the clone in hand, `old` one to drop.
+        let mut waker: Option<Waker> = None;
+        let mut old: Option<Waker> = None;
+        let slot = loop {
+            let mut st = this.pool.state.borrow_mut();
+            match this.key {
+                None => {
+                    if this.len > st.max_lease() {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!(
+                                "ringleader: a lease of {} bytes exceeds the pool's largest slot \
+                                 ({} bytes)",
+                                this.len,
+                                st.max_lease()
+                            ),
+                        )));
                     }
-                }
-            }
-            Some(key) => match &mut st.waiters[key] {
-                Waiter::Granted(slot) => {
-                    let slot = *slot;
-                    st.waiters.remove(key);
-                    this.key = None;
-                    slot
-                }
-                Waiter::Waiting { waker, .. } => {
-                    if !waker.will_wake(cx.waker()) {
-                        *waker = cx.waker().clone();
+                    if let Some(slot) = st.take(this.len) {
+                        break slot;
                     }
+                    let Some(w) = waker.take() else {
+                        drop(st);
+                        waker = Some(cx.waker().clone());
+                        continue; // Look again: the clone may have returned a slot.
+                    };
+                    let key = st.waiters.insert(Waiter::Waiting {
+                        len: this.len,
+                        waker: w,
+                    });
+                    st.queue.push_back(key);
+                    this.key = Some(key);
                     return Poll::Pending;
                 }
-            },
+                Some(key) => match &mut st.waiters[key] {
+                    Waiter::Granted(slot) => {
+                        let slot = *slot;
+                        st.waiters.remove(key);
+                        this.key = None;
+                        break slot;
+                    }
+                    Waiter::Waiting { waker: stored, .. } => {
+                        if stored.will_wake(cx.waker()) {
+                            return Poll::Pending;
+                        }
+                        let Some(w) = waker.take() else {
+                            drop(st);
+                            waker = Some(cx.waker().clone());
+                            continue; // Look again: the clone may have granted a slot.
+                        };
+                        old = Some(std::mem::replace(stored, w));
+                        drop(st);
+                        drop(old.take());
+                        return Poll::Pending;
+                    }
+                },
+            }
         };
-        drop(st);
+        drop(waker);
+        drop(old);
         Poll::Ready(Ok(this.pool.lease(slot, this.len)))
     }
 }
@@ -325,16 +345,18 @@ impl Future for LeaseFuture {
 impl Drop for LeaseFuture {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
-        let granted = {
+        let (granted, waker) = {
             let mut st = self.pool.state.borrow_mut();
             match st.waiters.remove(key) {
-                Waiter::Granted(slot) => Some(slot),
-                Waiter::Waiting { .. } => {
+                Waiter::Granted(slot) => (Some(slot), None),
+                Waiter::Waiting { waker, .. } => {
                     st.queue.retain(|&k| k != key);
-                    None
+                    (None, Some(waker))
                 }
             }
         };
+        // Outside the borrow: the waker's drop is user code.
+        drop(waker);
         // A slot granted but never taken goes on to the next waiter.
         if let Some(slot) = granted {
             self.pool.recycle(slot);

@@ -277,13 +277,25 @@ pub struct WaitReturned {
 impl Future for WaitReturned {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        {
+            let st = self.ring.state.borrow();
+            if st.returned != self.since {
+                return Poll::Ready(());
+            }
+            if st.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                return Poll::Pending;
+            }
+        }
+        // Cloned outside the state borrow: a waker's clone is user code, which may return a
+        // buffer to this very ring.
+        let waker = cx.waker().clone();
         let mut st = self.ring.state.borrow_mut();
         if st.returned != self.since {
+            drop(st);
+            drop(waker);
             return Poll::Ready(());
         }
-        if !st.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            st.waiters.push(cx.waker().clone());
-        }
+        st.waiters.push(waker);
         Poll::Pending
     }
 }
