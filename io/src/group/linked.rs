@@ -100,8 +100,12 @@ impl Run {
                 return Poll::Pending;
             }
             let leader = self.cqes[0].expect("leader completed");
-            if !self.resubmitted && leader.result >= 0 && self.resubmit(leader, lease, shape) {
-                continue;
+            if !self.resubmitted && leader.result >= 0 {
+                self.resubmitted = true;
+                zero_fill(leader, lease, shape);
+                if self.resubmit(leader) {
+                    continue;
+                }
             }
             let members = self.cqes[1..]
                 .iter()
@@ -114,19 +118,12 @@ impl Run {
     /// Submit again, in one all-or-nothing push and unlinked, every member the kernel
     /// cancelled when the chain broke. Returns whether there was any.
     #[cold] // Only when a short result broke the chain.
-    fn resubmit(&mut self, leader: Cqe, lease: &mut Lease, shape: Shape) -> bool {
-        self.resubmitted = true;
+    fn resubmit(&mut self, leader: Cqe) -> bool {
         let broken: Vec<usize> = (1..self.cqes.len())
             .filter(|&i| self.cqes[i].is_some_and(|c| c.result == -libc::ECANCELED))
             .collect();
         if broken.is_empty() {
             return false;
-        }
-        let produced = leader.result as usize;
-        if shape.zero_fill && produced < shape.cap {
-            // Every op of the chain has completed: nothing in the kernel touches the lease.
-            lease.set_len(shape.cap);
-            lease[produced..].fill(0);
         }
         let entries = broken
             .iter()
@@ -146,5 +143,16 @@ impl Run {
             self.ops[i] = Some(if writes { op.settle_on_drop() } else { op });
         }
         true
+    }
+}
+
+/// Zero-fill mode: zero the tail a short leader left unwritten (G6), whether or not members
+/// follow (with no member in the chain, nothing else would).
+fn zero_fill(leader: Cqe, lease: &mut Lease, shape: Shape) {
+    let produced = leader.result.max(0) as usize;
+    if shape.zero_fill && produced < shape.cap {
+        // Every op of the chain has completed: nothing in the kernel touches the lease.
+        lease.set_len(shape.cap);
+        lease[produced..].fill(0);
     }
 }
