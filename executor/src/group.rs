@@ -269,7 +269,7 @@ impl<L: Completable, M: Completable> Future for GroupOp<L, M> {
             this.driver
                 .with(|d| {
                     if leader_cqe.is_none() {
-                        match d.ops.poll(leader_ud, cx.waker()) {
+                        match d.ops.poll(leader_ud, cx.waker(), &mut None) {
                             OpPoll::Ready(c) => *leader_cqe = Some(c),
                             OpPoll::Pending => {}
                             OpPoll::Register => register.push(leader_ud),
@@ -277,7 +277,7 @@ impl<L: Completable, M: Completable> Future for GroupOp<L, M> {
                     }
                     for (ud, slot) in member_uds.iter().zip(member_cqes.iter_mut()) {
                         if slot.is_none() {
-                            match d.ops.poll(*ud, cx.waker()) {
+                            match d.ops.poll(*ud, cx.waker(), &mut None) {
                                 OpPoll::Ready(c) => *slot = Some(c),
                                 OpPoll::Pending => {}
                                 OpPoll::Register => register.push(*ud),

@@ -477,10 +477,16 @@ impl OpTable {
     }
 
     /// Poll a single-result op: `Ready` removes the slot. Never clones or drops a waker:
-    /// when the slot needs the task's waker, it says so ([`OpPoll::Register`]) and the caller
-    /// clones it outside the driver borrow and hands it over with [`OpTable::set_waker`].
+    /// when the slot needs the task's waker it takes `spare` (a clone the caller made outside
+    /// the driver borrow), handing the replaced waker back in `spare` to be dropped outside;
+    /// without a spare it says so ([`OpPoll::Register`]).
     #[inline]
-    pub(crate) fn poll(&mut self, user_data: u64, cx_waker: &Waker) -> OpPoll<Cqe> {
+    pub(crate) fn poll(
+        &mut self,
+        user_data: u64,
+        cx_waker: &Waker,
+        spare: &mut Option<Waker>,
+    ) -> OpPoll<Cqe> {
         let Some(slot) = self.slot_mut(user_data) else {
             unreachable!("op polled with a stale key {user_data:#x}");
         };
@@ -492,14 +498,19 @@ impl OpTable {
             }
             Lifecycle::Submitted { waker, .. }
             | Lifecycle::Deferred { waker, .. }
-            | Lifecycle::Queued { waker, .. } => registered(waker.as_ref(), cx_waker),
+            | Lifecycle::Queued { waker, .. } => registered(waker, cx_waker, spare),
             _ => unreachable!("single-shot poll on a streaming or orphaned slot"),
         }
     }
 
     /// Poll a multishot op: `Ready(None)` after the final CQE (slot removed). Wakers as for
     /// [`OpTable::poll`].
-    pub(crate) fn poll_next(&mut self, user_data: u64, cx_waker: &Waker) -> OpPoll<Option<Cqe>> {
+    pub(crate) fn poll_next(
+        &mut self,
+        user_data: u64,
+        cx_waker: &Waker,
+        spare: &mut Option<Waker>,
+    ) -> OpPoll<Option<Cqe>> {
         let Some(slot) = self.slot_mut(user_data) else {
             return OpPoll::Ready(None);
         };
@@ -518,7 +529,7 @@ impl OpTable {
             self.retired.extend(old);
             return OpPoll::Ready(None);
         }
-        registered(waker.as_ref(), cx_waker)
+        registered(waker, cx_waker, spare)
     }
 
     /// Store `new` as the waker of op `user_data`: `Ok` with the replaced waker, or `Err`
@@ -840,11 +851,18 @@ fn slot_in(slots: &mut Slab<Slot>, user_data: u64) -> Option<&mut Slot> {
 }
 
 #[inline]
-fn registered<T>(slot: Option<&Waker>, waker: &Waker) -> OpPoll<T> {
+fn registered<T>(slot: &mut Option<Waker>, waker: &Waker, spare: &mut Option<Waker>) -> OpPoll<T> {
     // `will_wake` compares the raw wakers' data and vtable pointers: no user code runs.
-    match slot {
-        Some(w) if w.will_wake(waker) => OpPoll::Pending,
-        _ => OpPoll::Register,
+    if slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+        return OpPoll::Pending;
+    }
+    match spare.take() {
+        // Moves only: the replaced waker goes back out to be dropped outside the borrow.
+        Some(new) => {
+            *spare = slot.replace(new);
+            OpPoll::Pending
+        }
+        None => OpPoll::Register,
     }
 }
 
@@ -914,16 +932,16 @@ mod tests {
         let mut t = OpTable::default();
         let ud = t.insert(false);
         let w = futures::task::noop_waker();
-        assert!(matches!(t.poll(ud, &w), OpPoll::Register));
+        assert!(matches!(t.poll(ud, &w, &mut None), OpPoll::Register));
         assert!(matches!(t.set_waker(ud, w.clone()), Ok(None)));
-        assert!(matches!(t.poll(ud, &w), OpPoll::Pending));
+        assert!(matches!(t.poll(ud, &w, &mut None), OpPoll::Pending));
         t.complete(ud, 4096, CQE_F_MORE);
         assert!(
-            matches!(t.poll(ud, &w), OpPoll::Pending),
+            matches!(t.poll(ud, &w, &mut None), OpPoll::Pending),
             "must wait for the notification"
         );
         t.complete(ud, 0, CQE_F_NOTIF);
-        let OpPoll::Ready(cqe) = t.poll(ud, &w) else {
+        let OpPoll::Ready(cqe) = t.poll(ud, &w, &mut None) else {
             panic!("not ready")
         };
         assert_eq!(cqe.result, 4096);
@@ -936,7 +954,7 @@ mod tests {
         let a = t.insert(false);
         t.complete(a, 1, 0);
         let w = futures::task::noop_waker();
-        assert!(matches!(t.poll(a, &w), OpPoll::Ready(_)));
+        assert!(matches!(t.poll(a, &w, &mut None), OpPoll::Ready(_)));
         let b = t.insert(false);
         assert_eq!(a & 0xffff_ffff, b & 0xffff_ffff, "slot index reused");
         assert_ne!(a, b, "generation differs");
@@ -952,14 +970,17 @@ mod tests {
         t.complete(ud, 2, 0);
         assert_eq!(t.in_flight(), 0);
         assert!(matches!(
-            t.poll_next(ud, &w),
+            t.poll_next(ud, &w, &mut None),
             OpPoll::Ready(Some(Cqe { result: 1, .. }))
         ));
         assert!(matches!(
-            t.poll_next(ud, &w),
+            t.poll_next(ud, &w, &mut None),
             OpPoll::Ready(Some(Cqe { result: 2, .. }))
         ));
-        assert!(matches!(t.poll_next(ud, &w), OpPoll::Ready(None)));
+        assert!(matches!(
+            t.poll_next(ud, &w, &mut None),
+            OpPoll::Ready(None)
+        ));
         assert_eq!(t.occupied(), 0);
     }
 

@@ -42,6 +42,8 @@ pub struct Op<T: Completable> {
     user_data: u64,
     data: Option<T>,
     settle: bool,
+    /// Polled before: the slot has (had) this task's waker.
+    polled: bool,
 }
 
 impl<T: Completable> Op<T> {
@@ -77,6 +79,7 @@ impl<T: Completable> Op<T> {
             user_data,
             data: Some(data),
             settle: false,
+            polled: false,
         }
     }
 
@@ -104,6 +107,7 @@ impl<T: Completable> Op<T> {
             user_data,
             data: Some(data),
             settle: false,
+            polled: false,
         }
     }
 
@@ -158,44 +162,50 @@ impl<T: Completable> Future for Op<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
         let this = self.get_mut();
         let ud = this.user_data;
-        let cqe = std::task::ready!(poll_slot(this.driver, cx, |d, w| d.ops.poll(ud, w), ud));
+        // The first poll almost always has to store the waker: clone it up front, outside the
+        // borrow, so that it takes one look.
+        let spare = (!this.polled).then(|| cx.waker().clone());
+        this.polled = true;
+        let cqe = std::task::ready!(poll_slot(
+            this.driver,
+            cx,
+            |d, w, s| d.ops.poll(ud, w, s),
+            spare
+        ));
         let data = this.data.take().expect("Op polled after completion");
         Poll::Ready(data.complete(cqe))
     }
 }
 
-/// Poll slot `ud` with `poll`; when the slot needs this task's waker, clone it and hand it
-/// over outside the driver borrow (a waker's clone and drop are user code), then look again.
+/// Poll a slot with `poll`, handing it `spare`, a clone of the task's waker made outside the
+/// driver borrow (a waker's clone and drop are user code), or none; if the slot needs one and
+/// has none, clone it here and look again (the slot then takes it: no loop). Whatever waker
+/// comes back is dropped here, outside the borrow.
 #[inline]
 fn poll_slot<R>(
     driver: DriverRef,
     cx: &Context<'_>,
-    mut poll: impl FnMut(&mut crate::driver::Driver, &std::task::Waker) -> OpPoll<R>,
-    ud: u64,
+    mut poll: impl FnMut(
+        &mut crate::driver::Driver,
+        &std::task::Waker,
+        &mut Option<std::task::Waker>,
+    ) -> OpPoll<R>,
+    mut spare: Option<std::task::Waker>,
 ) -> Poll<R> {
     loop {
         let found = driver
-            .with(|d| poll(d, cx.waker()))
+            .with(|d| poll(d, cx.waker(), &mut spare))
             .expect("ringleader: op polled outside the runtime that submitted it");
         match found {
-            OpPoll::Ready(r) => return Poll::Ready(r),
-            OpPoll::Pending => return Poll::Pending,
-            OpPoll::Register => {
-                let waker = cx.waker().clone();
-                let set = driver
-                    .with(|d| d.ops.set_waker(ud, waker))
-                    .expect("ringleader: op polled outside the runtime that submitted it");
-                match set {
-                    // Stored: the replaced waker is dropped here, outside the borrow. No second
-                    // look (a waker whose clone never `will_wake` the original would loop).
-                    Ok(old) => {
-                        drop(old);
-                        return Poll::Pending;
-                    }
-                    // The op completed while the waker was cloned: look again for the result.
-                    Err(ours) => drop(ours),
-                }
+            OpPoll::Ready(r) => {
+                drop(spare);
+                return Poll::Ready(r);
             }
+            OpPoll::Pending => {
+                drop(spare);
+                return Poll::Pending;
+            }
+            OpPoll::Register => spare = Some(cx.waker().clone()),
         }
     }
 }
@@ -296,6 +306,7 @@ pub(crate) unsafe fn submit_all<T: Completable>(entries: Vec<(Entry, T)>) -> Vec
             user_data,
             data: Some(data),
             settle: false,
+            polled: false,
         })
         .collect()
 }
@@ -396,8 +407,8 @@ impl<T: MultiCompletable> Stream for MultiOp<T> {
         let next = std::task::ready!(poll_slot(
             this.driver,
             cx,
-            |d, w| d.ops.poll_next(ud, w),
-            ud
+            |d, w, s| d.ops.poll_next(ud, w, s),
+            None
         ));
         match next {
             Some(cqe) => {
