@@ -60,8 +60,14 @@ fn poll_returns_pending_and_the_stored_clone_wakes() {
             write_all(&w, b"hi");
             common::until(|| wakes.load(Ordering::SeqCst) > 0, "the stored clone woke").await;
             let (n, buf) = read.await;
-            tx.send((first, second, n.unwrap(), buf[..2].to_vec(), r.as_raw_fd() >= 0))
-                .unwrap();
+            tx.send((
+                first,
+                second,
+                n.unwrap(),
+                buf[..2].to_vec(),
+                r.as_raw_fd() >= 0,
+            ))
+            .unwrap();
         });
     });
     let (first, second, n, bytes, _) = rx

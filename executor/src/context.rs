@@ -131,11 +131,21 @@ impl DriverRef {
     /// that must not panic (drops) use [`DriverRef::access`].
     #[inline]
     pub(crate) fn with<R>(self, f: impl FnOnce(&mut Driver) -> R) -> Option<R> {
-        match self.access(f) {
-            Ok(r) => Some(r),
-            Err(Unavailable::Elsewhere) => None,
-            Err(Unavailable::Busy) => busy_panic(),
+        // The hot path of every poll: written out rather than through `access`.
+        let p = CURRENT.with(Cell::get);
+        if p.is_null() {
+            return None;
         }
+        // SAFETY: as in `with_core`: a non-null CURRENT points to a core that an `EnterGuard`
+        // further up this thread's stack keeps alive; it is only read on this thread.
+        let c = unsafe { &*p };
+        if c.driver_id != self.id {
+            return None;
+        }
+        let Ok(mut d) = c.driver.try_borrow_mut() else {
+            busy_panic()
+        };
+        Some(f(&mut d))
     }
 
     /// Run `f` on the driver if its core runs on this thread and the driver is not borrowed.

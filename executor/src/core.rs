@@ -116,7 +116,17 @@ impl Core {
     }
 
     /// Do the work drops handed over (see [`Deferred`]), outside any driver borrow.
+    #[inline]
     fn run_deferred(&self) {
+        if self.deferred.borrow().is_empty() {
+            return; // Every tick: keep the common case to one load.
+        }
+        self.run_deferred_slow();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn run_deferred_slow(&self) {
         loop {
             let work = std::mem::take(&mut *self.deferred.borrow_mut());
             if work.is_empty() {

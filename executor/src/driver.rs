@@ -316,6 +316,7 @@ impl Driver {
         Ok(())
     }
 
+    #[inline]
     fn enter(&mut self, to_submit: u32, min_complete: u32, flags: u32) -> io::Result<u32> {
         self.stats.enters += 1;
         if to_submit > 0 {
@@ -327,11 +328,19 @@ impl Driver {
             min_complete,
             flags | self.enter_flags,
         );
-        if !self.msg_targets.is_empty() && self.sq().is_empty() {
-            // Every queued MSG_RING has been taken by the kernel, which resolved its fd.
-            self.msg_targets.clear();
+        if !self.msg_targets.is_empty() {
+            self.release_msg_targets();
         }
         r
+    }
+
+    /// Every queued `MSG_RING` the kernel has taken had its fd resolved: let the targets go.
+    #[cold]
+    #[inline(never)]
+    fn release_msg_targets(&mut self) {
+        if self.sq().is_empty() {
+            self.msg_targets.clear();
+        }
     }
 
     /// Submit what is queued, optionally wait for at least one completion, then reap.

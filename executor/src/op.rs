@@ -164,17 +164,37 @@ impl<T: Completable> Future for Op<T> {
         let ud = this.user_data;
         // The first poll almost always has to store the waker: clone it up front, outside the
         // borrow, so that it takes one look.
-        let spare = (!this.polled).then(|| cx.waker().clone());
-        this.polled = true;
-        let cqe = std::task::ready!(poll_slot(
-            this.driver,
-            cx,
-            |d, w, s| d.ops.poll(ud, w, s),
-            spare
-        ));
+        let mut spare = None;
+        if !this.polled {
+            this.polled = true;
+            spare = Some(cx.waker().clone());
+        }
+        let found = this.driver.with(|d| d.ops.poll(ud, cx.waker(), &mut spare));
+        // Outside the borrow: the replaced waker (or our unused clone).
+        drop(spare);
+        let cqe = match found {
+            Some(OpPoll::Ready(cqe)) => cqe,
+            Some(OpPoll::Pending) => return Poll::Pending,
+            Some(OpPoll::Register) => std::task::ready!(register(this.driver, cx, ud)),
+            None => polled_elsewhere(),
+        };
         let data = this.data.take().expect("Op polled after completion");
         Poll::Ready(data.complete(cqe))
     }
+}
+
+/// A later poll with a waker that does not `will_wake` the stored one (another task, or a
+/// waker whose clones differ): clone it outside the borrow and look again.
+#[cold]
+#[inline(never)]
+fn register(driver: DriverRef, cx: &Context<'_>, ud: u64) -> Poll<Cqe> {
+    poll_slot(driver, cx, |d, w, s| d.ops.poll(ud, w, s), None)
+}
+
+#[cold]
+#[inline(never)]
+fn polled_elsewhere() -> ! {
+    panic!("ringleader: op polled outside the runtime that submitted it")
 }
 
 /// Poll a slot with `poll`, handing it `spare`, a clone of the task's waker made outside the
