@@ -2,7 +2,7 @@
 //!
 //! A thread-per-core async runtime for Linux io_uring: one ring per core, tasks woken straight
 //! from the completion queue, and **groups**: a leader op leases a kernel-visible buffer and
-//! member ops borrow it zero-copy (see `docs/` and DESIGN.md).
+//! member ops borrow it zero-copy (see `docs/design.md` for the design and its contract).
 //!
 //! ```
 //! use std::time::Duration;

@@ -1,4 +1,4 @@
-//! An op on an fd keeps that fd open until its final CQE (DESIGN §2, "Fds are owned by the
+//! An op on an fd keeps that fd open until its final CQE (docs/design.md §2, "Fds are owned by the
 //! ops that name them"; issue 12, hole 5).
 //!
 //! The kernel resolves an SQE's fd number only when it reaches the SQE, at the next

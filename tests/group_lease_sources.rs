@@ -1,4 +1,4 @@
-//! Every lease source of DESIGN §4 feeding members zero-copy: a `FixedPool` slot filled by
+//! Every lease source of docs/design.md §4 feeding members zero-copy: a `FixedPool` slot filled by
 //! `READ_FIXED` from a file and from a socket, a `BufRing` buffer chosen by a buffer-select
 //! recv (members `WRITE_FIXED`, `SEND_ZC` fixed and a plain `WRITE` of part of the buffer), a
 //! `PipeLease` filled by `SPLICE` (members `TEE`, then a draining `SPLICE`), and a bare lease

@@ -11,7 +11,7 @@
 //! - READ into a lease: `READ_FIXED` from the image (`File::read_fixed_at`).
 //! - WRITE from a lease: one group on the lease — a bare leader (the payload is already in
 //!   it) and one `WRITE_FIXED` member per file (image and every mirror), which the driver
-//!   pushes to the kernel together, zero-copy, in one batch (DESIGN §4, G1/G2).
+//!   pushes to the kernel together, zero-copy, in one batch (docs/design.md §4, G1/G2).
 //! - Heap blocks (see `block.rs`) use the plain owned-buffer file ops.
 //! - Inline writes: where the file system has no non-blocking buffered write (ext4; probed
 //!   at start-up, see `image.rs`), io_uring can only complete a buffered write by handing it

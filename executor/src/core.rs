@@ -256,7 +256,7 @@ impl Core {
         }
     }
 
-    /// Graceful shutdown, in DESIGN §2's order: stop accepting work; drop every task's future
+    /// Graceful shutdown, in docs/design.md §2's order: stop accepting work; drop every task's future
     /// on this thread (their ops park their resources and are cancelled); reap until nothing
     /// is in flight; then free slots, buffers and the ring (when the last `Rc` goes).
     pub(crate) fn shutdown(self: &Rc<Self>) {

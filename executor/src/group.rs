@@ -1,5 +1,5 @@
 //! Groups at the ring level: a leader op whose members the driver pushes, all together, as
-//! soon as the leader's CQE is reaped, without a task poll in between (DESIGN §4, G1).
+//! soon as the leader's CQE is reaped, without a task poll in between (docs/design.md §4, G1).
 //!
 //! The executor knows nothing about leases: a member is a pre-built SQE (pointing into memory
 //! its data keeps alive, typically through a lease count) plus a rule for its length. The

@@ -340,7 +340,7 @@ impl Runtime {
         }
     }
 
-    /// Stop every core gracefully (see DESIGN §2) and join their threads.
+    /// Stop every core gracefully (see docs/design.md §2) and join their threads.
     pub fn shutdown(mut self) {
         self.stop();
     }

@@ -3,7 +3,7 @@
 //!
 //! Invariant: an SQE built in this module tree points only into
 //! - a lease slot, and its op's `Hold` carries a [`LeaseRef`] on that slot (the lease count,
-//!   DESIGN §3: the slot is reused only after every op holding a reference has reaped its
+//!   docs/design.md §3: the slot is reused only after every op holding a reference has reaped its
 //!   final CQE, `SEND_ZC` notification included), a kernel writer if the SQE writes into
 //!   the slot, a kernel reader if it reads it (the access rule: safe code cannot reach the
 //!   bytes in a conflicting way while that reference lives); or

@@ -1,6 +1,6 @@
 //! Where each member works in the lease, and the G7 checks, done when a group is built.
 //!
-//! Rules (DESIGN §4 G7): members that read the lease share it and may overlap; a member that
+//! Rules (docs/design.md §4 G7): members that read the lease share it and may overlap; a member that
 //! writes into the lease needs a range no other member touches; every range lies inside the
 //! lease's capacity; a member that writes into the lease is never in a lane (lanes order
 //! sends on a stream socket: a read or recv there would wait behind other tasks' sends while

@@ -1,4 +1,4 @@
-//! Groups: a leader op fills a lease, member ops borrow it zero-copy (DESIGN §4, G1–G10).
+//! Groups: a leader op fills a lease, member ops borrow it zero-copy (docs/design.md §4, G1–G10).
 //!
 //! # Model
 //!
@@ -57,7 +57,7 @@
 //! }).unwrap();
 //! ```
 //!
-//! # The contract (DESIGN §4) and where it is kept
+//! # The contract (docs/design.md §4) and where it is kept
 //!
 //! - **G1** the executor's `GroupOp`: members wait outside the SQ and the driver pushes them
 //!   all together when it reaps the leader's CQE, in the same tick, without a task poll;

@@ -1,7 +1,7 @@
 //! Borrowed views of a [`Lease`]: [`LeaseSlice`] (shared, for ops that read the lease) and
 //! [`LeaseSliceMut`] (exclusive, for ops that write into it), split like slices.
 //!
-//! The views carry the borrow checker's half of the lease rules (DESIGN §3, G7, G9): an op
+//! The views carry the borrow checker's half of the lease rules (docs/design.md §3, G7, G9): an op
 //! future made from a view borrows the lease for as long as it lives, so the lease cannot be
 //! dropped, moved or touched meanwhile, shared views may overlap, and exclusive views are
 //! disjoint by construction ([`LeaseSliceMut::split_at_mut`]). What survives `drop` and
