@@ -29,7 +29,7 @@ fn short_leaders_of_every_length_are_written_exactly() {
             let want: Vec<u8> = input
                 .iter()
                 .enumerate()
-                .filter(|&(i, _)| i < 64 || i >= 128)
+                .filter(|&(i, _)| !(64..128).contains(&i))
                 .map(|(_, &b)| b)
                 .collect();
             let wrote = out.members[0].as_ref().copied();
