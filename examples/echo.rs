@@ -41,6 +41,9 @@
 #[path = "common/listen.rs"]
 mod listen;
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::mpsc;
@@ -221,7 +224,7 @@ fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() {
-    let args = match parse(std::env::args().skip(1)) {
+    let args = match parse(flags::expand(std::env::args().skip(1))) {
         Ok(Some(a)) => a,
         Ok(None) => {
             let _ = writeln!(io::stdout(), "{USAGE}");

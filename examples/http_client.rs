@@ -8,6 +8,9 @@
 //! `write_at` ops on the output file. Exit status 0 means a response arrived, whatever its
 //! status code (as `curl` without `-f`); 1 means no response; 2 a usage error.
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, OwnedFd};
@@ -221,7 +224,7 @@ async fn fetch(args: Args) -> Result<(), String> {
 
 #[ringleader::main]
 async fn main() -> ExitCode {
-    let args = match parse(std::env::args().skip(1)) {
+    let args = match parse(flags::expand(std::env::args().skip(1))) {
         Ok(Some(a)) => a,
         Ok(None) => {
             let _ = writeln!(std::io::stdout(), "{USAGE}");

@@ -10,6 +10,9 @@
 //! A download streams the file in 256 KiB `read_at` ops, with the next read in flight while
 //! hyper sends the previous chunk; the response carries `content-length`.
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Write};
@@ -343,7 +346,7 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() {
-    let args = match parse(std::env::args().skip(1)) {
+    let args = match parse(flags::expand(std::env::args().skip(1))) {
         Ok(Some(a)) => a,
         Ok(None) => {
             let _ = writeln!(io::stdout(), "{USAGE}");

@@ -14,6 +14,9 @@
 //! through `TokioCompat` (into an initialised slice and into uninitialised `Vec` capacity)
 //! and prints MiB/s for each, the measurement `docs/tokio-interop.md` quotes.
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -202,7 +205,7 @@ async fn measure(path: Path, mib: usize) -> std::io::Result<(f64, f64)> {
 
 #[ringleader::main]
 async fn main() -> ExitCode {
-    let args = match parse(std::env::args().skip(1)) {
+    let args = match parse(flags::expand(std::env::args().skip(1))) {
         Ok(Some(a)) => a,
         Ok(None) => {
             let _ = writeln!(std::io::stdout(), "{USAGE}");

@@ -55,6 +55,9 @@ mod image;
 mod proto;
 mod reply;
 
+#[path = "../common/flags.rs"]
+mod flags;
+
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -364,7 +367,7 @@ fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() {
-    let args = match parse(std::env::args().skip(1)) {
+    let args = match parse(flags::expand(std::env::args().skip(1))) {
         Ok(Some(a)) => a,
         Ok(None) => {
             let _ = writeln!(io::stdout(), "{USAGE}");

@@ -54,6 +54,9 @@ mod relay;
 mod splice;
 mod stats;
 
+#[path = "../common/flags.rs"]
+mod flags;
+
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -187,7 +190,7 @@ fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() {
-    let args = match args::parse(std::env::args().skip(1)) {
+    let args = match args::parse(flags::expand(std::env::args().skip(1))) {
         Ok(Some(a)) => a,
         Ok(None) => {
             let _ = writeln!(io::stdout(), "{}", args::USAGE);
