@@ -157,14 +157,8 @@ impl Driver {
         if self.cancel_pending {
             self.flush_cancels();
         }
-        loop {
-            // SAFETY: forwarded from the caller; the SQ copies the 64-byte SQE.
-            if unsafe { self.sq().push(entry) }.is_ok() {
-                self.stats.sqes_pushed += 1;
-                return Ok(());
-            }
-            self.make_room()?;
-        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.push_raw(entry) }
     }
 
     /// Push all of `entries` or none: if they do not fit, flush first. Used where a half-queued

@@ -59,21 +59,9 @@ impl<T: Completable> Op<T> {
     /// data keeps leased), or into memory that outlives the runtime. `data` is kept alive
     /// until the final CQE even if the op future is dropped, and leaked if it is forgotten.
     pub unsafe fn submit(entry: Entry, data: T) -> Self {
-        let (driver, pushed) = DriverRef::current_with(|d| {
-            let user_data = d.ops.insert(false);
-            // SAFETY: the caller guarantees `entry`'s pointers stay valid until the final
-            // CQE; `data` is stored in this `Op` (or its slot) until then.
-            match unsafe { d.push(&entry.user_data(user_data)) } {
-                Ok(()) => Ok(user_data),
-                Err(e) => {
-                    // The SQE never reached the SQ: no slot may wait for its CQE.
-                    d.ops.abandon(user_data);
-                    Err(e)
-                }
-            }
-        });
-        // On a failed push `data` is dropped by the unwind: the kernel never saw the SQE.
-        let user_data = pushed.unwrap_or_else(|e| push_failed(e));
+        // SAFETY: the caller guarantees `entry`'s pointers stay valid until the final CQE;
+        // `data` is stored in this `Op` (or its slot) until then.
+        let (driver, user_data) = unsafe { push_new(entry, false) };
         Op {
             driver,
             user_data,
@@ -290,6 +278,30 @@ impl<T: Completable> fmt::Debug for Op<T> {
     }
 }
 
+/// Reserve a slot (`streaming`: a multishot op's) and push `entry` for it.
+///
+/// # Panics
+/// Outside a ringleader runtime, or when the ring is unusable: the slot is abandoned first
+/// (the SQE never reached the SQ), and the caller's data is dropped by the unwind.
+///
+/// # Safety
+/// As for [`Op::submit`]: the caller keeps the data `entry` points into until the final CQE.
+unsafe fn push_new(entry: Entry, streaming: bool) -> (DriverRef, u64) {
+    let (driver, pushed) = DriverRef::current_with(|d| {
+        let user_data = d.ops.insert(streaming);
+        // SAFETY: forwarded from the caller.
+        match unsafe { d.push(&entry.user_data(user_data)) } {
+            Ok(()) => Ok(user_data),
+            Err(e) => {
+                // The SQE never reached the SQ: no slot may wait for its CQE.
+                d.ops.abandon(user_data);
+                Err(e)
+            }
+        }
+    });
+    (driver, pushed.unwrap_or_else(|e| push_failed(e)))
+}
+
 /// Push `entries` all or none, one op each.
 ///
 /// # Safety
@@ -387,18 +399,8 @@ impl<T: MultiCompletable> MultiOp<T> {
     /// # Safety
     /// As for [`Op::submit`], for every CQE the op may post.
     pub unsafe fn submit(entry: Entry, data: T) -> Self {
-        let (driver, pushed) = DriverRef::current_with(|d| {
-            let user_data = d.ops.insert(true);
-            // SAFETY: forwarded from the caller's contract, as in `Op::submit`.
-            match unsafe { d.push(&entry.user_data(user_data)) } {
-                Ok(()) => Ok(user_data),
-                Err(e) => {
-                    d.ops.abandon(user_data);
-                    Err(e)
-                }
-            }
-        });
-        let user_data = pushed.unwrap_or_else(|e| push_failed(e));
+        // SAFETY: forwarded from the caller's contract, as in `Op::submit`.
+        let (driver, user_data) = unsafe { push_new(entry, true) };
         MultiOp {
             driver,
             user_data,
