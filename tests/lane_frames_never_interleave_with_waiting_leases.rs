@@ -11,12 +11,11 @@ mod group_util;
 
 use std::future::IntoFuture;
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::thread;
 use std::time::Duration;
 
-use group_util::{TempPath, pipe, tcp_pair, ticks};
+use group_util::{TempPath, pipe, set_sndbuf, tcp_pair, ticks};
 use ringleader::Lane;
 use ringleader::buf::FixedPool;
 use ringleader::fs::File;
@@ -54,24 +53,6 @@ fn body_of(id: u32) -> (usize, usize) {
     let len = 1 + (id as usize * 7919) % MAX_BODY;
     let off = (id as usize * 104_729) % (FILE_LEN - MAX_BODY);
     (off, len)
-}
-
-/// A small send buffer: sends meet a full socket and are resumed part by part.
-fn small_sndbuf(s: &TcpStream) {
-    let v: libc::c_int = 64 << 10;
-    s.with_std(|s| {
-        // SAFETY: setsockopt on an open socket with a valid `c_int` option value.
-        let r = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                (&v as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(r, 0);
-    });
 }
 
 /// Read frames until end of stream, checking each is whole; slow enough that the sender's
@@ -127,7 +108,7 @@ fn frames_of_several_ops_arrive_whole_among_other_sends() {
     let reader = thread::spawn(move || read_frames(peer, &bytes));
     let per_kind = 40u32;
     let sent = ringleader::block_on(async move {
-        small_sndbuf(&sock);
+        set_sndbuf(&sock, 64 << 10);
         let sock = Rc::new(sock);
         let file = Rc::new(File::open(&src.0).await.unwrap());
         let pool = FixedPool::new(MAX_BODY, 4).unwrap();

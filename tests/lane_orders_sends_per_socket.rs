@@ -5,17 +5,16 @@
 mod group_util;
 
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::thread;
 use std::time::Duration;
 
-use group_util::{TempPath, tcp_pair};
+use group_util::{TempPath, set_sndbuf, tcp_pair};
 use ringleader::Lane;
 use ringleader::buf::FixedPool;
 use ringleader::fs::File;
 use ringleader::group::{Group, Leader, Member};
-use ringleader::net::{OwnedIo, TcpStream};
+use ringleader::net::OwnedIo;
 
 /// A frame: `id` (u32 LE), `len` (u32 LE), then `len` bytes of `byte(id, i)`.
 fn byte(id: u32, i: usize) -> u8 {
@@ -28,25 +27,6 @@ fn frame(id: u32, len: usize) -> Vec<u8> {
     f.extend_from_slice(&(len as u32).to_le_bytes());
     f.extend((0..len).map(|i| byte(id, i)));
     f
-}
-
-/// A small send buffer: big sends then meet a full socket and resume later, where
-/// unordered sends would interleave.
-fn small_sndbuf(s: &TcpStream) {
-    let v: libc::c_int = 16 << 10;
-    s.with_std(|s| {
-        // SAFETY: setsockopt on an open socket with a valid `c_int` option value.
-        let r = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                (&v as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(r, 0);
-    });
 }
 
 /// Read frames until EOF, checking every byte; slow enough that the sender's buffer fills.
@@ -88,7 +68,7 @@ fn concurrent_sends_from_many_tasks_never_interleave() {
     let (sock, peer) = tcp_pair();
     let reader = thread::spawn(move || read_frames(peer));
     let sent = ringleader::block_on(async move {
-        small_sndbuf(&sock);
+        set_sndbuf(&sock, 16 << 10);
         let sock = Rc::new(sock);
         let lane = Lane::new();
         let before = ringleader::stats();
@@ -132,7 +112,7 @@ fn group_members_in_a_lane_send_header_and_lease_whole_among_other_sends() {
     let reader = thread::spawn(move || read_frames(peer));
     let groups = 24u32;
     ringleader::block_on(async move {
-        small_sndbuf(&sock);
+        set_sndbuf(&sock, 16 << 10);
         let sock = Rc::new(sock);
         let file = Rc::new(File::open(&src.0).await.unwrap());
         let pool = FixedPool::new(256 << 10, groups as usize).unwrap();
@@ -206,7 +186,7 @@ fn failed_send_fails_the_lane_and_cancels_what_follows() {
 fn dropping_a_queued_op_keeps_the_lane_dropping_an_inflight_one_fails_it() {
     let (sock, mut peer) = tcp_pair();
     ringleader::block_on(async move {
-        small_sndbuf(&sock);
+        set_sndbuf(&sock, 16 << 10);
         let lane = Lane::new();
         let slots = ringleader::stats().slots_occupied;
         // A send far bigger than the socket buffers stays in flight while nobody reads.

@@ -130,3 +130,21 @@ pub async fn ticks(n: usize) {
         ringleader::yield_now().await;
     }
 }
+
+/// A small send buffer (`SO_SNDBUF` of `bytes`): big sends then meet a full socket and are
+/// resumed part by part, where unordered sends would interleave.
+pub fn set_sndbuf(s: &ringleader::net::TcpStream, bytes: libc::c_int) {
+    s.with_std(|s| {
+        // SAFETY: setsockopt on an open socket with a valid `c_int` option value.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(s),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&bytes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+    });
+}
