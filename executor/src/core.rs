@@ -306,6 +306,16 @@ impl Core {
     }
 }
 
+impl Drop for Core {
+    fn drop(&mut self) {
+        // Work still deferred holds resources of ops that were never parked in their slots:
+        // the kernel may still use them, so they are leaked, never freed. (Shutdown does the
+        // deferred work before its drain; nothing defers after it, as no driver borrow is
+        // held while user code runs then.)
+        std::mem::forget(std::mem::take(self.deferred.get_mut()));
+    }
+}
+
 /// Rounds of dropping tasks at shutdown before the rest is leaked: a task dropped there may
 /// spawn another (a cleanup task), which is dropped in the next round; a future whose drop
 /// always spawns again would otherwise keep shutdown going for ever.
