@@ -57,6 +57,8 @@ const COPY_IN_MAX: usize = 16 << 10;
 #[derive(Clone, Copy, Debug)]
 pub struct Session {
     pub structured: bool,
+    /// `base:allocation` was negotiated: `NBD_CMD_BLOCK_STATUS` is allowed.
+    pub block_status: bool,
     pub zc_threshold: usize,
     /// READs of at least this many bytes are groups whose reply the ring sends (see
     /// [`read_as_group`]); smaller ones go through the batching writer.

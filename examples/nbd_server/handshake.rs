@@ -31,8 +31,13 @@ const MAX_STRING: usize = 4096;
 
 /// How the handshake ended.
 pub enum Outcome {
-    /// Transmission starts; `structured`: structured replies were negotiated.
-    Transmit { structured: bool },
+    /// Transmission starts; `structured`: structured replies were negotiated;
+    /// `block_status`: `NBD_OPT_SET_META_CONTEXT` selected `base:allocation` (context id
+    /// [`BASE_ALLOCATION_ID`](crate::status::BASE_ALLOCATION_ID)).
+    Transmit {
+        structured: bool,
+        block_status: bool,
+    },
     /// The client aborted or went away during the handshake.
     Left,
 }
@@ -84,7 +89,10 @@ pub async fn negotiate(stream: &TcpStream, export: &Export) -> Result<Outcome, S
                     out.extend_from_slice(&[0; 124]);
                 }
                 return match send(stream, out).await {
-                    Ok(()) => Ok(Outcome::Transmit { structured }),
+                    Ok(()) => Ok(Outcome::Transmit {
+                        structured,
+                        block_status: false,
+                    }),
                     Err(()) => Ok(Outcome::Left),
                 };
             }
@@ -109,7 +117,10 @@ pub async fn negotiate(stream: &TcpStream, export: &Export) -> Result<Outcome, S
             OPT_INFO | OPT_GO => match info(export, option, &data, flags, &mut out) {
                 Ok(()) if option == OPT_GO => {
                     return match send(stream, out).await {
-                        Ok(()) => Ok(Outcome::Transmit { structured }),
+                        Ok(()) => Ok(Outcome::Transmit {
+                            structured,
+                            block_status: false,
+                        }),
                         Err(()) => Ok(Outcome::Left),
                     };
                 }

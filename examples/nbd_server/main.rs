@@ -54,6 +54,7 @@ mod handshake;
 mod image;
 mod proto;
 mod reply;
+mod status;
 
 #[path = "../common/flags.rs"]
 mod flags;
@@ -227,9 +228,13 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     match handshake::negotiate(&stream, &export).await {
-        Ok(Outcome::Transmit { structured }) => {
+        Ok(Outcome::Transmit {
+            structured,
+            block_status,
+        }) => {
             let session = conn::Session {
                 structured,
+                block_status,
                 zc_threshold,
                 read_group_min,
             };
