@@ -31,10 +31,15 @@ pub const OPT_LIST: u32 = 3;
 pub const OPT_INFO: u32 = 6;
 pub const OPT_GO: u32 = 7;
 pub const OPT_STRUCTURED_REPLY: u32 = 8;
+pub const OPT_LIST_META_CONTEXT: u32 = 9;
+pub const OPT_SET_META_CONTEXT: u32 = 10;
+/// Not negotiated: answered `ERR_UNSUP`, and clients fall back to compact headers.
+pub const OPT_EXTENDED_HEADERS: u32 = 11;
 
 pub const REP_ACK: u32 = 1;
 pub const REP_SERVER: u32 = 2;
 pub const REP_INFO: u32 = 3;
+pub const REP_META_CONTEXT: u32 = 4;
 pub const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
 pub const REP_ERR_INVALID: u32 = (1 << 31) + 3;
 pub const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
@@ -73,14 +78,23 @@ pub const CMD_DISC: u16 = 2;
 pub const CMD_FLUSH: u16 = 3;
 pub const CMD_TRIM: u16 = 4;
 pub const CMD_WRITE_ZEROES: u16 = 6;
+pub const CMD_BLOCK_STATUS: u16 = 7;
 
 pub const CMD_FLAG_FUA: u16 = 1 << 0;
 pub const CMD_FLAG_NO_HOLE: u16 = 1 << 1;
 pub const CMD_FLAG_DF: u16 = 1 << 2;
+/// `NBD_CMD_BLOCK_STATUS`: one descriptor per context is enough.
+pub const CMD_FLAG_REQ_ONE: u16 = 1 << 3;
 
 pub const REPLY_FLAG_DONE: u16 = 1 << 0;
 pub const REPLY_TYPE_OFFSET_DATA: u16 = 1;
+pub const REPLY_TYPE_BLOCK_STATUS: u16 = 5;
 pub const REPLY_TYPE_ERROR: u16 = (1 << 15) + 1;
+
+/// `base:allocation` extent flag: the range has no storage allocated.
+pub const STATE_HOLE: u32 = 1;
+/// `base:allocation` extent flag: the range reads as zeroes.
+pub const STATE_ZERO: u32 = 2;
 
 /// NBD error values (the protocol's own numbering, which matches Linux errno).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
