@@ -39,6 +39,7 @@ use crate::block::Block;
 use crate::export::Export;
 use crate::proto::*;
 use crate::reply::{self, Frame, Replies};
+use crate::status;
 
 /// The largest READ or WRITE (the protocol's recommended maximum, advertised in
 /// `NBD_INFO_BLOCK_SIZE`).
@@ -205,6 +206,11 @@ impl Reader<'_> {
                 &b"flush with a nonzero offset or length"[..],
             )),
             CMD_FLUSH => Ok(()),
+            CMD_BLOCK_STATUS if !self.session.block_status => Err((
+                NbdError::Inval,
+                &b"block status without the base:allocation context (NBD_OPT_SET_META_CONTEXT)"[..],
+            )),
+            CMD_BLOCK_STATUS => self.check(req, CMD_FLAG_REQ_ONE, false, NbdError::Inval),
             _ => Err((NbdError::Inval, &b"unknown command"[..])),
         };
         if let Err((err, msg)) = checked {
@@ -256,6 +262,25 @@ impl Reader<'_> {
                     }
                     Err(e) => (Err(e), b"read failed"),
                 },
+                CMD_BLOCK_STATUS => {
+                    let max = if req.flags & CMD_FLAG_REQ_ONE != 0 {
+                        1
+                    } else {
+                        status::MAX_DESCRIPTORS
+                    };
+                    match status::allocation(&*export.image, pos, req.len, max) {
+                        Ok(extents) => {
+                            let id = status::BASE_ALLOCATION_ID;
+                            return replies.push(Frame {
+                                head: Head::block_status(req.handle, id, extents.len()),
+                                tail: b"",
+                                data: Some(Block::Heap(status::encode(&extents))),
+                                permit: Some(permit),
+                            });
+                        }
+                        Err(e) => (Err(NbdError::from_io(&e)), b"block status failed"),
+                    }
+                }
                 CMD_TRIM => (export.trim(pos, len, fua).await, b"trim failed"),
                 CMD_WRITE_ZEROES => {
                     let no_hole = req.flags & CMD_FLAG_NO_HOLE != 0;

@@ -227,7 +227,7 @@ fn seed_mirror(image: &File, mirror: &File, size: u64) -> io::Result<()> {
 
 /// `lseek(fd, pos, whence)`; `None` for `ENXIO` (no data/hole past `pos`). File systems (or
 /// block devices) without `SEEK_DATA` report the whole rest as data.
-fn seek(f: &File, pos: u64, whence: i32) -> io::Result<Option<u64>> {
+pub fn seek(f: &impl AsRawFd, pos: u64, whence: i32) -> io::Result<Option<u64>> {
     // SAFETY: lseek on an fd we own, with plain integer arguments; it touches no memory.
     let r = unsafe { libc::lseek(f.as_raw_fd(), pos as libc::off_t, whence) };
     if r >= 0 {

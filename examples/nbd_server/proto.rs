@@ -191,6 +191,16 @@ impl Head {
         h
     }
 
+    /// A structured `BLOCK_STATUS` chunk header, final, with the context id: `extents`
+    /// descriptors (8 bytes each) follow as the frame's data.
+    pub fn block_status(handle: u64, context: u32, extents: usize) -> Head {
+        let mut h = Head::empty();
+        let len = 4 + 8 * extents as u32;
+        h.chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, handle, len);
+        h.put(&context.to_be_bytes());
+        h
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
