@@ -20,8 +20,8 @@ fn unknown_option_gets_unsup_and_negotiation_continues() {
     c.option(0x4242, &[7u8; 300]);
     let (opt, kind, _) = c.option_reply();
     assert_eq!((opt, kind), (0x4242, REP_ERR_UNSUP));
-    // STARTTLS and the metadata-context options are not offered either.
-    for opt in [5, 10] {
+    // STARTTLS and extended headers are not offered either.
+    for opt in [5, 11] {
         c.option(opt, &[]);
         assert_eq!(c.option_reply().1, REP_ERR_UNSUP);
     }

@@ -10,24 +10,43 @@
 //! | `INFO`, `GO` | `NBD_INFO_EXPORT`, `NBD_INFO_BLOCK_SIZE` and, when asked, `NBD_INFO_NAME` / `NBD_INFO_DESCRIPTION`, then `ACK`; an unknown name is `ERR_UNKNOWN`, malformed data `ERR_INVALID` |
 //! | `LIST` | one `NBD_REP_SERVER` (the default export, named ""), then `ACK` |
 //! | `STRUCTURED_REPLY` | `ACK`: READ replies become `OFFSET_DATA` chunks, errors `ERROR` chunks |
+//! | `LIST_META_CONTEXT` | `NBD_REP_META_CONTEXT` `base:allocation` (context id 0, as the protocol asks) for no query, `base:` or `base:allocation`, then `ACK`; other queries find nothing |
+//! | `SET_META_CONTEXT` | with structured replies negotiated (else `ERR_INVALID`): `NBD_REP_META_CONTEXT` `base:allocation` with its id [`BASE_ALLOCATION_ID`](crate::status::BASE_ALLOCATION_ID) if a query names it, then `ACK`; replaces any earlier selection, even when it fails |
 //! | `ABORT` | `ACK`, then close |
 //! | anything else | `ERR_UNSUP`, its data read and dropped |
 //!
-//! Option data is limited to [`MAX_OPTION_DATA`] (an export name is at most 4096 bytes): a
-//! longer option is answered `ERR_TOO_BIG` and the connection is closed, since reading
-//! gigabytes to stay in step would be a denial of service. A wrong option magic or unknown
-//! client flags close the connection (the protocol says the server MUST).
+//! For both metadata context options an export name other than "" is `ERR_UNKNOWN` and data
+//! whose lengths do not add up is `ERR_INVALID`. Among the options answered `ERR_UNSUP` are
+//! `STARTTLS` and `EXTENDED_HEADERS` (64-bit headers): a client then falls back to the
+//! compact headers, so transmission always uses them.
+//!
+//! # Limits
+//!
+//! Option data up to [`MAX_OPTION_DATA`](machine::MAX_OPTION_DATA) (256 KiB) is read and answered, which covers every legal
+//! `INFO`/`GO`. Longer data is read and dropped in chunks, never held, and the option is
+//! answered `ERR_TOO_BIG`; negotiation then goes on. A handshake may consume at most
+//! [`MAX_HANDSHAKE_BYTES`](machine::MAX_HANDSHAKE_BYTES) (16 MiB): the option that would go past that is answered `ERR_TOO_BIG` and
+//! the connection is closed, since a client that sends that much is not negotiating. A wrong
+//! option magic or unknown client flags close the connection (the protocol says the server
+//! MUST).
+//!
+//! # Structure
+//!
+//! The protocol logic is [`machine::Handshake`], a state machine without I/O (so it can be
+//! tested on arbitrary input, see `tests/nbd_proto_proptest.rs`); [`negotiate`] is the loop
+//! that moves its bytes over the socket.
 
+mod machine;
+
+use ringleader::buf::IoBuf;
 use ringleader::net::{OwnedIo, TcpStream};
 
 use crate::conn::MAX_REQUEST;
 use crate::export::Export;
-use crate::proto::*;
+use machine::{ExportInfo, Handshake, Status};
 
-/// The most option data the server reads.
-pub const MAX_OPTION_DATA: u32 = 64 << 10;
-/// The longest string (export name) the protocol allows.
-const MAX_STRING: usize = 4096;
+/// The most bytes asked of one receive.
+const RECV_CHUNK: usize = 64 << 10;
 
 /// How the handshake ended.
 pub enum Outcome {
@@ -43,184 +62,50 @@ pub enum Outcome {
 }
 
 /// Run the handshake. `Err`: the client broke the protocol; close the connection.
+///
+/// Receives never ask for more than the handshake still needs, so no byte of the
+/// transmission phase is taken here.
 pub async fn negotiate(stream: &TcpStream, export: &Export) -> Result<Outcome, String> {
-    let mut hello = Vec::with_capacity(18);
-    hello.extend_from_slice(&NBDMAGIC.to_be_bytes());
-    hello.extend_from_slice(&IHAVEOPT.to_be_bytes());
-    hello.extend_from_slice(&(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES).to_be_bytes());
-    if send(stream, hello).await.is_err() {
-        return Ok(Outcome::Left);
-    }
-    let Some(flags) = recv(stream, 4).await else {
-        return Ok(Outcome::Left);
-    };
-    let client_flags = be32(&flags);
-    if client_flags & !(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES) != 0 {
-        return Err(format!("unknown client flags {client_flags:#x}"));
-    }
-    let no_zeroes = client_flags & FLAG_C_NO_ZEROES != 0;
-    let mut structured = false;
+    let mut hs = Handshake::new(ExportInfo {
+        size: export.size,
+        readonly: export.readonly,
+        min_block: export.align,
+        max_block: MAX_REQUEST,
+        description: export.description.clone(),
+    });
+    let mut chunk: Box<[u8]> = Box::new([]);
     loop {
-        let Some(head) = recv(stream, 16).await else {
-            return Ok(Outcome::Left);
+        let status = hs.status();
+        let out = hs.take_output();
+        let sent = out.is_empty() || stream.write_all(out).await.0.is_ok();
+        let want = match status {
+            Status::Failed(why) => return Err(why),
+            _ if !sent => return Ok(Outcome::Left),
+            Status::Receive(n) => n.min(RECV_CHUNK),
+            Status::Transmit {
+                structured,
+                block_status,
+            } => {
+                return Ok(Outcome::Transmit {
+                    structured,
+                    block_status,
+                });
+            }
+            Status::Left => return Ok(Outcome::Left),
         };
-        if be64(&head[0..8]) != IHAVEOPT {
-            return Err("wrong option magic".into());
+        if chunk.len() < want {
+            chunk = vec![0; want.next_power_of_two().min(RECV_CHUNK)].into_boxed_slice();
         }
-        let (option, len) = (be32(&head[8..12]), be32(&head[12..16]));
-        if len > MAX_OPTION_DATA {
-            let msg = b"option data too long";
-            let _ = send(stream, option_reply(option, REP_ERR_TOO_BIG, msg)).await;
-            return Err(format!("option {option} with {len} bytes of data"));
-        }
-        let Some(data) = recv(stream, len as usize).await else {
-            return Ok(Outcome::Left);
-        };
-        let flags = transmission_flags(export, structured);
-        let mut out = Vec::new();
-        match option {
-            OPT_EXPORT_NAME => {
-                if !data.is_empty() {
-                    return Err("NBD_OPT_EXPORT_NAME for an unknown export".into());
-                }
-                out.extend_from_slice(&export.size.to_be_bytes());
-                out.extend_from_slice(&flags.to_be_bytes());
-                if !no_zeroes {
-                    out.extend_from_slice(&[0; 124]);
-                }
-                return match send(stream, out).await {
-                    Ok(()) => Ok(Outcome::Transmit {
-                        structured,
-                        block_status: false,
-                    }),
-                    Err(()) => Ok(Outcome::Left),
-                };
+        let (res, buf) = stream.read(chunk.slice(..want)).await;
+        chunk = buf.into_inner();
+        match res {
+            Ok(0) | Err(_) => return Ok(Outcome::Left),
+            Ok(n) => {
+                let used = hs.feed(&chunk[..n]);
+                debug_assert_eq!(used, n, "received no more than the handshake wanted");
+                debug_assert!(hs.buffered() <= machine::MAX_OPTION_DATA);
+                debug_assert!(hs.consumed() <= machine::MAX_HANDSHAKE_BYTES + 16);
             }
-            OPT_ABORT => {
-                let _ = send(stream, option_reply(option, REP_ACK, b"")).await;
-                return Ok(Outcome::Left);
-            }
-            OPT_LIST if !data.is_empty() => invalid(&mut out, option, "LIST takes no data"),
-            OPT_LIST => {
-                let mut server = 0u32.to_be_bytes().to_vec(); // the default export: ""
-                server.extend_from_slice(export.description.as_bytes());
-                out.extend(option_reply(option, REP_SERVER, &server));
-                out.extend(option_reply(option, REP_ACK, b""));
-            }
-            OPT_STRUCTURED_REPLY if !data.is_empty() => {
-                invalid(&mut out, option, "STRUCTURED_REPLY takes no data");
-            }
-            OPT_STRUCTURED_REPLY => {
-                structured = true;
-                out.extend(option_reply(option, REP_ACK, b""));
-            }
-            OPT_INFO | OPT_GO => match info(export, option, &data, flags, &mut out) {
-                Ok(()) if option == OPT_GO => {
-                    return match send(stream, out).await {
-                        Ok(()) => Ok(Outcome::Transmit {
-                            structured,
-                            block_status: false,
-                        }),
-                        Err(()) => Ok(Outcome::Left),
-                    };
-                }
-                Ok(()) => {}
-                Err((kind, msg)) => {
-                    out.clear();
-                    out.extend(option_reply(option, kind, msg.as_bytes()));
-                }
-            },
-            _ => out.extend(option_reply(option, REP_ERR_UNSUP, b"unsupported option")),
-        }
-        if send(stream, out).await.is_err() {
-            return Ok(Outcome::Left);
         }
     }
-}
-
-/// The transmission flags of the export, as negotiated so far.
-pub fn transmission_flags(export: &Export, structured: bool) -> u16 {
-    let mut f = FLAG_HAS_FLAGS | FLAG_SEND_FLUSH | FLAG_SEND_FUA | FLAG_CAN_MULTI_CONN;
-    if export.readonly {
-        f |= FLAG_READ_ONLY;
-    } else {
-        f |= FLAG_SEND_TRIM | FLAG_SEND_WRITE_ZEROES;
-    }
-    if structured {
-        // Every READ is answered with one content chunk, so "don't fragment" is always met.
-        f |= FLAG_SEND_DF;
-    }
-    f
-}
-
-/// Answer `NBD_OPT_INFO`/`NBD_OPT_GO` into `out`, or give the error reply to send instead.
-fn info(
-    export: &Export,
-    option: u32,
-    data: &[u8],
-    flags: u16,
-    out: &mut Vec<u8>,
-) -> Result<(), (u32, String)> {
-    let bad = |why: &str| (REP_ERR_INVALID, why.to_owned());
-    if data.len() < 6 {
-        return Err(bad("option data shorter than 6 bytes"));
-    }
-    let name_len = be32(&data[0..4]) as usize;
-    if name_len > data.len() - 6 || name_len > MAX_STRING {
-        return Err(bad("export name length out of range"));
-    }
-    let name = &data[4..4 + name_len];
-    let rest = &data[4 + name_len..];
-    let count = usize::from(be16(&rest[0..2]));
-    if rest.len() != 2 + 2 * count {
-        return Err(bad(
-            "information request count does not match the data length",
-        ));
-    }
-    if !name.is_empty() {
-        return Err((
-            REP_ERR_UNKNOWN,
-            "no such export (the export is named \"\")".into(),
-        ));
-    }
-    let requests: Vec<u16> = rest[2..].chunks(2).map(be16).collect();
-    let mut item = INFO_EXPORT.to_be_bytes().to_vec();
-    item.extend_from_slice(&export.size.to_be_bytes());
-    item.extend_from_slice(&flags.to_be_bytes());
-    out.extend(option_reply(option, REP_INFO, &item));
-    // Block sizes are sent whether asked for or not (the client ignores what it does not
-    // understand): minimum 1, or the O_DIRECT alignment; preferred 4 KiB; maximum 32 MiB.
-    let min = export.align;
-    let mut item = INFO_BLOCK_SIZE.to_be_bytes().to_vec();
-    item.extend_from_slice(&min.to_be_bytes());
-    item.extend_from_slice(&min.max(4096).to_be_bytes());
-    item.extend_from_slice(&MAX_REQUEST.to_be_bytes());
-    out.extend(option_reply(option, REP_INFO, &item));
-    if requests.contains(&INFO_NAME) {
-        out.extend(option_reply(option, REP_INFO, &INFO_NAME.to_be_bytes()));
-    }
-    if requests.contains(&INFO_DESCRIPTION) {
-        let mut item = INFO_DESCRIPTION.to_be_bytes().to_vec();
-        item.extend_from_slice(export.description.as_bytes());
-        out.extend(option_reply(option, REP_INFO, &item));
-    }
-    out.extend(option_reply(option, REP_ACK, b""));
-    Ok(())
-}
-
-fn invalid(out: &mut Vec<u8>, option: u32, msg: &str) {
-    out.extend(option_reply(option, REP_ERR_INVALID, msg.as_bytes()));
-}
-
-/// Receive exactly `n` bytes; `None` if the stream ends or fails first.
-async fn recv(stream: &TcpStream, n: usize) -> Option<Box<[u8]>> {
-    if n == 0 {
-        return Some(Box::new([]));
-    }
-    let (res, buf) = stream.read_exact(vec![0u8; n].into_boxed_slice()).await;
-    res.ok().map(|()| buf)
-}
-
-async fn send(stream: &TcpStream, bytes: Vec<u8>) -> Result<(), ()> {
-    stream.write_all(bytes).await.0.map_err(drop)
 }
