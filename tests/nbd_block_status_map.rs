@@ -259,7 +259,7 @@ fn raw_block_status_edges_stay_in_step() {
     r.disconnect();
 
     let mut r = ready_with_status(&server);
-    // 0.5 MiB..10.5 MiB: hole, the 2 MiB of data, hole, then 32 KiB of the 64 KiB data.
+    // 0.5 MiB..10.5 MiB: hole, the 2 MiB of data, hole, the 64 KiB of data, hole.
     let from = MIB / 2;
     r.request(0, CMD_BLOCK_STATUS, 3, from, (10 * MIB) as u32);
     let got = descriptors(&mut r, 3);
@@ -267,7 +267,8 @@ fn raw_block_status_edges_stay_in_step() {
         ((MIB / 2) as u32, HOLE_ZERO),
         ((2 * MIB) as u32, 0),
         ((7 * MIB) as u32, HOLE_ZERO),
-        (MIB as u32 / 2, 0),
+        (64 << 10, 0),
+        (448 << 10, HOLE_ZERO),
     ];
     assert_eq!(got, want);
     // REQ_ONE: one descriptor, from the offset.

@@ -21,8 +21,12 @@
 //! # Limits
 //!
 //! A [`Window`] bounds each connection to [`MAX_REQUESTS`] requests and [`MAX_BYTES`] bytes
-//! of data in flight (one request is always allowed); a request's [`Permit`] is released
-//! when its reply has been sent. When the window is full the reader stops reading.
+//! of data in flight (one request is always allowed), and the core's [`Budget`] bounds the
+//! data of all its connections together (`--max-memory`); a request's [`Permit`] holds
+//! both and is released when its reply has been sent. While either is full the reader stops
+//! reading. A watchdog task per connection closes it when it stalls, idles too long or the
+//! server drains; once a connection is closing (its peer gone, its framing broken), queued
+//! work is cancelled at once (see `limits.rs`).
 
 use std::cell::Cell;
 use std::future::poll_fn;
@@ -37,6 +41,7 @@ use ringleader::spawn;
 
 use crate::block::Block;
 use crate::export::Export;
+use crate::limits::{Activity, Budget, Charge, CoreLimits, Signal, Verdict, unless, watch};
 use crate::proto::*;
 use crate::reply::{self, Frame, Replies};
 use crate::status;
@@ -72,11 +77,18 @@ enum End {
     Clean,
     /// Framing broken (wrong magic) or the stream failed mid-request.
     Broken(String),
+    /// The connection is closing (peer gone, or closed by the watchdog): stop at once.
+    Closing,
 }
 
 /// Serve requests until the client disconnects; then let in-flight requests finish, send
 /// their replies, and return (dropping the last `Rc` closes the socket).
-pub async fn transmission(stream: Rc<TcpStream>, export: Rc<Export>, session: Session) {
+pub async fn transmission(
+    stream: Rc<TcpStream>,
+    export: Rc<Export>,
+    session: Session,
+    core: Rc<CoreLimits>,
+) {
     let replies = Rc::new(Replies::default());
     let writer = spawn(reply::run(
         Rc::clone(&stream),
@@ -84,20 +96,48 @@ pub async fn transmission(stream: Rc<TcpStream>, export: Rc<Export>, session: Se
         session.zc_threshold,
     ));
     let window = Rc::new(Window::default());
+    let done = Rc::new(Signal::default());
+    let watchdog = spawn({
+        let (stream, window, core) = (Rc::clone(&stream), Rc::clone(&window), Rc::clone(&core));
+        let (replies, done) = (Rc::clone(&replies), Rc::clone(&done));
+        async move {
+            let closing = replies.closing();
+            watch(
+                &stream,
+                &window.activity,
+                &core.limits,
+                &core.drain,
+                closing,
+                &done,
+            )
+            .await
+        }
+    });
     let end = Reader {
         stream: &stream,
         export: &export,
         replies: &replies,
         window: &window,
+        budget: &core.budget,
+        drain: &core.drain,
         session,
         buf: RecvBuf::new(),
     }
     .run()
     .await;
+    if let End::Broken(_) = end {
+        // Nobody will read the replies: cancel what is queued.
+        replies.closing().set();
+    }
     window.idle().await;
     replies.close();
     let _ = writer.await;
-    if let End::Broken(why) = end {
+    done.set();
+    if let Ok(Verdict::Closed(why)) = watchdog.await {
+        if !core.drain.is_set() {
+            eprintln!("nbd_server: closing a connection: {why}");
+        }
+    } else if let End::Broken(why) = end {
         eprintln!("nbd_server: closing a connection: {why}");
     }
 }
@@ -107,14 +147,19 @@ struct Reader<'a> {
     export: &'a Rc<Export>,
     replies: &'a Rc<Replies>,
     window: &'a Rc<Window>,
+    budget: &'a Rc<Budget>,
+    drain: &'a Signal,
     session: Session,
     buf: RecvBuf,
 }
 
 impl Reader<'_> {
     async fn run(&mut self) -> End {
+        let activity = &self.window.activity;
         loop {
-            match self.buf.fill(self.stream, REQUEST_LEN).await {
+            activity.partial.set(self.buf.available() > 0);
+            match self.buf.fill(self.stream, REQUEST_LEN, activity).await {
+                _ if self.replies.closing().is_set() => return End::Closing,
                 Ok(true) => {}
                 Ok(false) if self.buf.available() == 0 => return End::Clean,
                 Ok(false) => return End::Broken("end of stream inside a request header".into()),
@@ -126,18 +171,43 @@ impl Reader<'_> {
             let Some(req) = parse_request(&head) else {
                 return End::Broken("wrong request magic".into());
             };
+            activity.partial.set(true);
             let step = match req.kind {
                 CMD_DISC => return End::Clean,
+                _ if self.drain.is_set() => self.refuse_draining(req).await,
                 CMD_WRITE => self.write(req).await,
-                _ => {
-                    self.other(req).await;
-                    Ok(())
-                }
+                _ => self.other(req).await,
             };
             if let Err(e) = step {
                 return e;
             }
         }
+    }
+
+    /// The server is stopping: `NBD_ESHUTDOWN` for every new request (a `WRITE`'s payload
+    /// is read and dropped, to stay in step).
+    async fn refuse_draining(&mut self, req: Request) -> Result<(), End> {
+        if req.kind == CMD_WRITE {
+            self.discard(req.len as usize).await?;
+        }
+        self.reply_error(req.handle, NbdError::Shutdown, b"the server is stopping");
+        Ok(())
+    }
+
+    /// Take the request's share of the connection's window and the core's budget, unless
+    /// the connection closes first.
+    async fn permit(&self, bytes: u64) -> Result<Permit, End> {
+        let closing = self.replies.closing();
+        let Some(mut permit) = unless(closing, self.window.acquire(bytes)).await else {
+            return Err(End::Closing);
+        };
+        if bytes > 0 {
+            let Some(charge) = unless(closing, self.budget.acquire(bytes)).await else {
+                return Err(End::Closing);
+            };
+            permit.charge = Some(charge);
+        }
+        Ok(permit)
     }
 
     /// A `WRITE`: check it, take its payload (always, to stay in step), run it.
@@ -148,7 +218,7 @@ impl Reader<'_> {
             self.reply_error(req.handle, err, msg);
             return Ok(());
         }
-        let permit = self.window.acquire(len as u64).await;
+        let permit = self.permit(len as u64).await?;
         let mut block = self.export.block(len);
         if len <= COPY_IN_MAX {
             self.need(len).await?;
@@ -159,6 +229,7 @@ impl Reader<'_> {
             block.extend_from_slice(&self.buf.bytes()[..have]);
             self.buf.consume(have);
             let (res, b) = block.recv_rest(self.stream).await;
+            self.window.activity.bump();
             block = b;
             if let Err(e) = res {
                 // The block is dropped unwritten: nothing of a cut-short payload is applied.
@@ -168,6 +239,11 @@ impl Reader<'_> {
         let (export, replies) = (Rc::clone(self.export), Rc::clone(self.replies));
         let structured = self.session.structured;
         spawn(async move {
+            if replies.closing().is_set() {
+                // Nobody will read the reply: drop the write unacknowledged, unstarted.
+                return;
+            }
+            // Once started, a write runs to the end (the image and its mirrors agree).
             let fua = req.flags & CMD_FLAG_FUA != 0;
             let res = export.write(block, req.offset, fua).await;
             let frame = match res {
@@ -184,7 +260,7 @@ impl Reader<'_> {
     }
 
     /// Every request without a payload.
-    async fn other(&mut self, req: Request) {
+    async fn other(&mut self, req: Request) -> Result<(), End> {
         let checked = match req.kind {
             CMD_READ => {
                 let df = if self.session.structured {
@@ -214,20 +290,21 @@ impl Reader<'_> {
             _ => Err((NbdError::Inval, &b"unknown command"[..])),
         };
         if let Err((err, msg)) = checked {
-            return self.reply_error(req.handle, err, msg);
+            self.reply_error(req.handle, err, msg);
+            return Ok(());
         }
         let bytes = if req.kind == CMD_READ {
             u64::from(req.len)
         } else {
             0
         };
-        let permit = self.window.acquire(bytes).await;
+        let permit = self.permit(bytes).await?;
         let (export, replies) = (Rc::clone(self.export), Rc::clone(self.replies));
         let structured = self.session.structured;
         let group_stream = (req.kind == CMD_READ
             && req.len as usize >= self.session.read_group_min)
             .then(|| Rc::clone(self.stream));
-        spawn(async move {
+        let task = async move {
             let fua = req.flags & CMD_FLAG_FUA != 0;
             let (pos, len) = (req.offset, u64::from(req.len));
             let head = || {
@@ -297,8 +374,12 @@ impl Reader<'_> {
                 permit: Some(permit),
                 ..frame
             });
-        })
-        .detach();
+        };
+        let replies = Rc::clone(self.replies);
+        // Dropped (its ops cancelled) if the connection closes first: nobody would read
+        // the reply. Trims and write-zeroes are whole `fallocate` calls either way.
+        spawn(async move { unless(replies.closing(), task).await }).detach();
+        Ok(())
     }
 
     /// The checks every data command shares, in the protocol's order of precedence:
@@ -349,7 +430,8 @@ impl Reader<'_> {
 
     /// Make `n <= RECV_BUF` bytes available in the receive buffer.
     async fn need(&mut self, n: usize) -> Result<(), End> {
-        match self.buf.fill(self.stream, n).await {
+        match self.buf.fill(self.stream, n, &self.window.activity).await {
+            _ if self.replies.closing().is_set() => Err(End::Closing),
             Ok(true) => Ok(()),
             Ok(false) => Err(End::Broken("end of stream inside a write payload".into())),
             Err(e) => Err(End::Broken(format!("receive: {e}"))),
@@ -450,7 +532,12 @@ impl RecvBuf {
     }
 
     /// Receive until `n <= RECV_BUF` bytes are available. `Ok(false)`: end of stream first.
-    async fn fill(&mut self, stream: &TcpStream, n: usize) -> io::Result<bool> {
+    async fn fill(
+        &mut self,
+        stream: &TcpStream,
+        n: usize,
+        activity: &Activity,
+    ) -> io::Result<bool> {
         while self.available() < n {
             let mut vec = self.vec.take().expect("buffer is home");
             if self.start > 0 {
@@ -460,6 +547,7 @@ impl RecvBuf {
             }
             let len = vec.len();
             let (res, slice) = stream.read(vec.slice(len..)).await;
+            activity.bump();
             self.vec = Some(slice.into_inner());
             if res? == 0 {
                 return Ok(false);
@@ -472,28 +560,32 @@ impl RecvBuf {
 /// Requests and data bytes in flight on one connection (see the module docs).
 #[derive(Default)]
 pub struct Window {
-    requests: Cell<usize>,
+    /// Requests in flight (`in_flight`) and progress, for the watchdog too.
+    activity: Activity,
     bytes: Cell<u64>,
     waker: Cell<Option<Waker>>,
 }
 
-/// One request's share of its connection's [`Window`], released on drop.
+/// One request's share of its connection's [`Window`] and of its core's [`Budget`],
+/// released on drop.
 pub struct Permit {
     window: Rc<Window>,
     bytes: u64,
+    charge: Option<Charge>,
 }
 
 impl Window {
     /// Wait until a request of `bytes` fits, then take its share.
     async fn acquire(self: &Rc<Self>, bytes: u64) -> Permit {
         poll_fn(|cx| {
-            let (n, b) = (self.requests.get(), self.bytes.get());
+            let (n, b) = (self.activity.in_flight.get(), self.bytes.get());
             if n == 0 || (n < MAX_REQUESTS && b + bytes <= MAX_BYTES) {
-                self.requests.set(n + 1);
+                self.activity.in_flight.set(n + 1);
                 self.bytes.set(b + bytes);
                 Poll::Ready(Permit {
                     window: Rc::clone(self),
                     bytes,
+                    charge: None,
                 })
             } else {
                 self.waker.set(Some(cx.waker().clone()));
@@ -506,7 +598,7 @@ impl Window {
     /// Wait until nothing is in flight.
     async fn idle(&self) {
         poll_fn(|cx| {
-            if self.requests.get() == 0 {
+            if self.activity.in_flight.get() == 0 {
                 Poll::Ready(())
             } else {
                 self.waker.set(Some(cx.waker().clone()));
@@ -520,7 +612,8 @@ impl Window {
 impl Drop for Permit {
     fn drop(&mut self) {
         let w = &self.window;
-        w.requests.set(w.requests.get() - 1);
+        w.activity.in_flight.set(w.activity.in_flight.get() - 1);
+        w.activity.bump();
         w.bytes.set(w.bytes.get() - self.bytes);
         if let Some(waker) = w.waker.take() {
             waker.wake();

@@ -40,6 +40,8 @@
 //! - `block.rs`: request memory (pool lease or heap) and the file ops on it;
 //! - `image.rs`: opening the image, seeding mirrors, the temporary image.
 
+#[path = "../common/duration.rs"]
+mod duration;
 #[path = "../common/listen.rs"]
 mod listen;
 #[path = "../common/signals.rs"]
@@ -52,6 +54,7 @@ mod conn;
 mod export;
 mod handshake;
 mod image;
+mod limits;
 mod proto;
 mod reply;
 mod status;
@@ -59,10 +62,12 @@ mod status;
 #[path = "../common/flags.rs"]
 mod flags;
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 
 use futures::StreamExt;
@@ -73,6 +78,7 @@ use ringleader::{Runtime, spawn};
 use export::Export;
 use handshake::Outcome;
 use image::Storage;
+use limits::CoreLimits;
 use listen::bind_every_core;
 use signals::{block_stop_signals, wait_for_stop};
 use size::parse_size;
@@ -109,6 +115,22 @@ USAGE: nbd_server [OPTIONS]
   --spin-us US          before a core parks, keep reaping for US microseconds, so a
                         client at low queue depth is served without a sleep and wake-up
                         per request (measured at QD 1: 1.5-2x the IOPS of 0) [default: 50]
+
+Limits (durations: 10s, 500ms, 5m, 1h; docs/operating.md says what a client sees):
+  --handshake-timeout D a client that has not finished the handshake after D is closed
+                        [default: 10s]
+  --idle-timeout D      close a connection with nothing pending and nothing received for
+                        D [default: off: NBD clients sit idle for hours]
+  --stall-timeout D     close a connection that made no progress for D while requests were
+                        pending (e.g. a client that stopped reading replies) [default: 60s]
+  --max-connections N   connections served at once; more wait in the listen backlog
+                        [default: 1024]
+  --max-memory SIZE     request data in flight, all connections together; a request waits
+                        (and its connection stops reading) until its data fits
+                        [default: 1/16 of RAM, between 256M and 4G]
+  --drain-timeout D     on SIGTERM/SIGINT: stop accepting, answer the requests received
+                        (later ones get NBD_ESHUTDOWN), sync the image; exit after at most D
+                        [default: 30s]
   -h, --help            this text
 
 The first stdout line is `nbd_server: listening on ADDR (...)`; the next says how to
@@ -134,6 +156,7 @@ struct Args {
     zc_threshold: usize,
     read_group_min: usize,
     spin: std::time::Duration,
+    limits: limits::Limits,
 }
 
 /// `Ok(None)`: help was asked for.
@@ -150,6 +173,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
         zc_threshold: usize::MAX,
         read_group_min: reply::COPY_MAX + 1,
         spin: std::time::Duration::from_micros(SPIN_US_DEFAULT),
+        limits: limits::Limits::default(),
     };
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
@@ -200,6 +224,40 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
                     v => return Err(format!("--read-path {v:?}: expected group, batch or auto")),
                 }
             }
+            "--handshake-timeout" | "--stall-timeout" | "--drain-timeout" => {
+                let v = value(&flag)?;
+                let d = duration::parse_duration(&v)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        format!("{flag} {v:?}: expected a duration above 0 (10s, 500ms, 5m)")
+                    })?;
+                match flag.as_str() {
+                    "--handshake-timeout" => a.limits.handshake_timeout = d,
+                    "--stall-timeout" => a.limits.stall_timeout = d,
+                    _ => a.limits.drain_timeout = d,
+                }
+            }
+            "--idle-timeout" => {
+                let v = value("--idle-timeout")?;
+                a.limits.idle_timeout = duration::parse_optional_duration(&v)
+                    .ok_or_else(|| format!("--idle-timeout {v:?}: expected a duration or off"))?;
+            }
+            "--max-connections" => {
+                let v = value("--max-connections")?;
+                a.limits.max_connections = match v.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => {
+                        return Err(format!(
+                            "--max-connections {v:?}: expected a number above 0"
+                        ));
+                    }
+                };
+            }
+            "--max-memory" => {
+                let v = value("--max-memory")?;
+                a.limits.max_memory = parse_size(&v)
+                    .ok_or_else(|| format!("--max-memory {v:?}: expected a size (256M, 2G)"))?;
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -217,6 +275,31 @@ struct CoreSetup {
     ring_writes: bool,
     zc_threshold: usize,
     read_group_min: usize,
+    limits: limits::Limits,
+}
+
+/// Connections open now, on all cores: the drain waits for none to be left.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one connection in [`OPEN`] while it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Open {
+        OPEN.fetch_add(1, Ordering::SeqCst);
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+thread_local! {
+    /// This core's limits, for the drain (set when the core starts listening).
+    static CORE_LIMITS: RefCell<Option<Rc<CoreLimits>>> = const { RefCell::new(None) };
 }
 
 /// One client, from handshake to close.
@@ -225,23 +308,35 @@ async fn connection(
     export: Rc<Export>,
     zc_threshold: usize,
     read_group_min: usize,
+    core: Rc<CoreLimits>,
 ) {
+    let _open = Open::new();
     let _ = stream.set_nodelay(true);
-    match handshake::negotiate(&stream, &export).await {
-        Ok(Outcome::Transmit {
+    let handshake = handshake::negotiate(&stream, &export);
+    let handshake = ringleader::time::timeout(core.limits.handshake_timeout, handshake);
+    // Draining: a client still in its handshake is simply closed.
+    let Some(outcome) = limits::unless(&core.drain, handshake).await else {
+        return;
+    };
+    match outcome {
+        Ok(Ok(Outcome::Transmit {
             structured,
             block_status,
-        }) => {
+        })) => {
             let session = conn::Session {
                 structured,
                 block_status,
                 zc_threshold,
                 read_group_min,
             };
-            conn::transmission(Rc::new(stream), export, session).await;
+            conn::transmission(Rc::new(stream), export, session, core).await;
         }
-        Ok(Outcome::Left) => {}
-        Err(why) => eprintln!("nbd_server: closing a connection during the handshake: {why}"),
+        Ok(Ok(Outcome::Left)) => {}
+        Ok(Err(why)) => eprintln!("nbd_server: closing a connection during the handshake: {why}"),
+        Err(_) => eprintln!(
+            "nbd_server: closing a connection: no handshake within {:?} (--handshake-timeout)",
+            core.limits.handshake_timeout
+        ),
     }
 }
 
@@ -282,7 +377,10 @@ fn listen_on(
     setup: Arc<CoreSetup>,
     ready: mpsc::Sender<io::Result<SocketAddr>>,
 ) {
+    let cores = rt.cores();
     rt.spawn_on(core, move || async move {
+        let core_limits = CoreLimits::new(setup.limits, cores);
+        CORE_LIMITS.with(|c| *c.borrow_mut() = Some(Rc::clone(&core_limits)));
         let set_up = core_export(&setup).and_then(|export| {
             let listener = TcpListener::bind_reuseport(addr)?;
             Ok((listener, Rc::new(export)))
@@ -297,13 +395,15 @@ fn listen_on(
         let _ = ready.send(listener.local_addr());
         drop(ready);
         let mut incoming = listener.incoming();
-        while let Some(conn) = incoming.next().await {
+        // Draining ends the loop: the multishot accept is cancelled and the listener closed.
+        while let Some(Some(conn)) = limits::unless(&core_limits.drain, incoming.next()).await {
             match conn {
                 Ok(stream) => spawn(connection(
                     stream,
                     Rc::clone(&export),
                     setup.zc_threshold,
                     setup.read_group_min,
+                    Rc::clone(&core_limits),
                 ))
                 .detach(),
                 // ECONNABORTED, EMFILE, ...: the stream re-arms; keep serving.
@@ -337,6 +437,7 @@ fn run(args: Args) -> Result<(), String> {
         ring_writes: args.ring_writes,
         zc_threshold: args.zc_threshold,
         read_group_min: args.read_group_min,
+        limits: args.limits,
     });
     let (bound, _) = bind_every_core(args.cores, args.listen, |core, addr, ready| {
         listen_on(&rt, core, addr, Arc::clone(&setup), ready)
@@ -362,13 +463,71 @@ fn run(args: Args) -> Result<(), String> {
     let _ = out.flush();
     drop(out);
     let sig = wait_for_stop(&signals);
-    eprintln!("nbd_server: signal {sig}: stopping");
+    drain(&rt, &storage, &args, sig, &signals);
     // The temporary image goes first: removing it must not depend on a clean shutdown.
     if let Some(t) = &storage.temp {
         t.remove();
     }
     rt.shutdown();
     Ok(())
+}
+
+/// The graceful stop (see `limits.rs`): every core stops accepting and closes what is idle;
+/// wait until no connection is left, `--drain-timeout` passes or a second signal comes;
+/// then sync the image and mirrors, so everything acknowledged is on disk.
+fn drain(rt: &Runtime, storage: &Storage, args: &Args, sig: i32, signals: &libc::sigset_t) {
+    let limit = args.limits.drain_timeout;
+    eprintln!(
+        "nbd_server: signal {sig}: draining {} connections (at most {limit:?}; a second signal stops at once)",
+        OPEN.load(Ordering::SeqCst)
+    );
+    for core in 0..rt.cores() {
+        rt.spawn_on(core, || async {
+            CORE_LIMITS.with(|c| {
+                if let Some(c) = c.borrow().as_ref() {
+                    c.drain.set();
+                }
+            });
+        })
+        .detach();
+    }
+    let deadline = std::time::Instant::now() + limit;
+    while OPEN.load(Ordering::SeqCst) > 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            eprintln!(
+                "nbd_server: {} connections still open after {limit:?}: closing them",
+                OPEN.load(Ordering::SeqCst)
+            );
+            break;
+        }
+        if let Some(again) = wait_for_stop_within(signals, left.min(DRAIN_POLL)) {
+            eprintln!("nbd_server: signal {again}: stopping now");
+            break;
+        }
+    }
+    if !args.readonly {
+        for f in std::iter::once(&storage.image).chain(&storage.mirrors) {
+            if let Err(e) = f.sync_data() {
+                eprintln!("nbd_server: syncing at stop: {e}");
+            }
+        }
+    }
+}
+
+/// How often the drain looks at the connection count.
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Wait up to `dur` for one of the blocked stop signals.
+fn wait_for_stop_within(set: &libc::sigset_t, dur: std::time::Duration) -> Option<i32> {
+    let ts = libc::timespec {
+        tv_sec: dur.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(dur.subsec_nanos() as i32),
+    };
+    // SAFETY: `set` is an initialised sigset_t, `ts` a valid timespec; no siginfo is
+    // requested (null), so the kernel writes nothing of ours.
+    let r = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    (r > 0).then_some(r)
 }
 
 fn main() {

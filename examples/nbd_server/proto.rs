@@ -105,6 +105,8 @@ pub enum NbdError {
     NoMem = 12,
     Inval = 22,
     NoSpc = 28,
+    /// `NBD_ESHUTDOWN`: the server is stopping; the client should disconnect.
+    Shutdown = 108,
 }
 
 impl NbdError {

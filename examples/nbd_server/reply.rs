@@ -47,6 +47,7 @@ use ringleader::net::{OwnedIo, TcpStream};
 
 use crate::block::Block;
 use crate::conn::Permit;
+use crate::limits::Signal;
 use crate::proto::Head;
 
 /// Data up to this size is copied into the batch instead of being sent on its own: a
@@ -72,9 +73,17 @@ pub struct Replies {
     failed: Cell<bool>,
     /// Orders every send of the connection.
     lane: Lane,
+    /// Set once the peer is gone (a send failed) or the connection is being closed: queued
+    /// work is cancelled (see `limits.rs`).
+    closing: Signal,
 }
 
 impl Replies {
+    /// Set once nobody will read the replies any more.
+    pub fn closing(&self) -> &Signal {
+        &self.closing
+    }
+
     /// The connection's send lane.
     pub fn lane(&self) -> &Lane {
         &self.lane
@@ -119,7 +128,9 @@ impl Replies {
     #[cold] // The peer went away.
     fn fail(&self) {
         self.failed.set(true);
-        self.queue.borrow_mut().clear();
+        self.closing.set();
+        let dropped = std::mem::take(&mut *self.queue.borrow_mut());
+        drop(dropped);
     }
 }
 
