@@ -367,7 +367,9 @@ impl Handshake {
             self.reply(option, REP_META_CONTEXT, &context);
         }
         self.reply(option, REP_ACK, b"");
-        self.meta = set && found;
+        if set {
+            self.meta = found;
+        }
         Ok(())
     }
 
