@@ -36,7 +36,19 @@
 //! The ring is shared by the core's connections. A client that sends without ever reading
 //! its echo keeps the buffers holding its unsent data; once the ring is empty every
 //! connection on that core waits (`ENOBUFS` backpressure, see `recv_multi`) until buffers
-//! come back.
+//! come back. `--idle-timeout` bounds how long: such a client makes no progress and is
+//! closed.
+//!
+//! # Limits and stopping (docs/operating.md has the operator's view)
+//!
+//! - `--max-connections` (default 10,000, over all cores): at the cap new clients wait in the
+//!   listen backlog until a connection ends (`common/accept.rs`, which also pauses accepting
+//!   when fds run out instead of retrying in a loop);
+//! - `--idle-timeout` (default 60 s): a connection on which nothing was received and no echo
+//!   was sent for that long is closed;
+//! - SIGTERM or SIGINT: stop accepting (the listeners close), keep serving the open
+//!   connections, close each once it has been quiet for 1 s, and exit 0 when all are gone or
+//!   `--drain-timeout` (default 10 s) has passed.
 
 #[path = "common/listen.rs"]
 mod listen;
@@ -44,18 +56,37 @@ mod listen;
 #[path = "common/flags.rs"]
 mod flags;
 
+#[path = "common/duration.rs"]
+mod duration;
+
+#[path = "common/signals.rs"]
+mod signals;
+
+#[path = "common/accept.rs"]
+#[expect(
+    dead_code,
+    reason = "echo has no handshake: `within` is for the servers that do"
+)]
+mod accept;
+
+use std::future::{Future, poll_fn};
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::pin::{Pin, pin};
 use std::sync::mpsc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::StreamExt;
 use ringleader::buf::{BufRing, Lease};
 use ringleader::net::ops::Send;
 use ringleader::net::{OwnedIo, TcpListener, TcpStream};
-use ringleader::{Op, Runtime, spawn};
+use ringleader::{Op, Runtime};
 
+use accept::{Conn, Gate, IdleTimer};
+use duration::{parse_duration, parse_optional_duration};
 use listen::bind_every_core;
+use signals::{block_stop_signals, wait_for_stop};
 
 /// Buffers in each core's ring. A connection holds one only from its receive until its echo
 /// is sent, so this bounds bursts, not connections.
@@ -63,23 +94,45 @@ const RING_BUFFERS: u16 = 512;
 /// Bytes per ring buffer: the most one receive returns.
 const RING_BUF_SIZE: usize = 4096;
 
+/// Default `--max-connections`.
+const MAX_CONNECTIONS: usize = 10_000;
+/// Default `--idle-timeout`.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `--drain-timeout`.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// While draining, a connection quiet for this long (or its idle timeout, if shorter) is
+/// closed: its client has had its echoes.
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
+
 struct Args {
     listen: SocketAddr,
     cores: usize,
     spin: Duration,
+    max_connections: usize,
+    idle: Option<Duration>,
+    drain: Duration,
 }
 
 const USAGE: &str = "\
 echo: a per-core TCP echo server on io_uring
 
-USAGE: echo [--listen ADDR] [--cores N] [--spin-us US]
+USAGE: echo [OPTIONS]
 
-  --listen ADDR  address to listen on (port 0: the kernel picks one) [default: 127.0.0.1:7878]
-  --cores N      cores (threads, rings, SO_REUSEPORT listeners) [default: all CPUs]
-  --spin-us US   when a core runs out of work, poll the ring for US microseconds before
-                 sleeping in the kernel (0: sleep at once) [default: 50]
-  -h, --help     this text
+  --listen ADDR          address to listen on (port 0: the kernel picks one)
+                         [default: 127.0.0.1:7878]
+  --cores N              cores (threads, rings, SO_REUSEPORT listeners) [default: all CPUs]
+  --spin-us US           when a core runs out of work, poll the ring for US microseconds
+                         before sleeping in the kernel (0: sleep at once) [default: 50]
+  --max-connections N    connections open at once, over all cores; more clients wait in the
+                         listen backlog until one ends [default: 10000]
+  --idle-timeout DUR     close a connection on which nothing was received and no echo sent
+                         for DUR (0 or off: never) [default: 60s]
+  --drain-timeout DUR    on SIGTERM or SIGINT: stop accepting, let the open connections
+                         finish (each is closed once quiet for 1s) for at most DUR, then
+                         exit 0 [default: 10s]
+  -h, --help             this text
 
+DUR: a number with ms, s, m or h (a bare number is seconds).
 The first stdout line is `echo: listening on ADDR (N cores)`.";
 
 /// `Ok(None)`: help was asked for.
@@ -88,6 +141,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
         listen: "127.0.0.1:7878".parse().expect("default address"),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         spin: Duration::from_micros(50),
+        max_connections: MAX_CONNECTIONS,
+        idle: Some(IDLE_TIMEOUT),
+        drain: DRAIN_TIMEOUT,
     };
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
@@ -113,6 +169,28 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
                     Err(_) => return Err(format!("--spin-us {v:?}: expected microseconds")),
                 };
             }
+            "--max-connections" => {
+                let v = value("--max-connections")?;
+                a.max_connections = match v.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => {
+                        return Err(format!(
+                            "--max-connections {v:?}: expected a number above 0"
+                        ));
+                    }
+                };
+            }
+            "--idle-timeout" => {
+                let v = value("--idle-timeout")?;
+                a.idle = parse_optional_duration(&v).ok_or_else(|| {
+                    format!("--idle-timeout {v:?}: expected a duration (60s, off)")
+                })?;
+            }
+            "--drain-timeout" => {
+                let v = value("--drain-timeout")?;
+                a.drain = parse_duration(&v)
+                    .ok_or_else(|| format!("--drain-timeout {v:?}: expected a duration (10s)"))?;
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -120,29 +198,58 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
     Ok(Some(a))
 }
 
-/// Echo until the peer closes its write side (then close ours) or the connection fails.
-async fn echo(stream: TcpStream, ring: BufRing) {
+/// Echo until the peer closes its write side (then close ours), the connection fails, or it
+/// goes idle (see [`or_idle`]).
+async fn echo(stream: TcpStream, ring: BufRing, conn: Conn, idle: Option<Duration>) {
     let _ = stream.set_nodelay(true);
+    let mut timer = IdleTimer::new(idle);
     let mut incoming = stream.recv_multi(&ring);
     // The send of the previous chunk: already submitted, its CQE collected before the next
     // send (or the shutdown), so this task is not woken for it separately.
     let mut sending: Option<Op<Send<Lease>>> = None;
-    while let Some(chunk) = incoming.next().await {
+    // `None`: idle; `Some(None)`: end of stream.
+    while let Some(Some(chunk)) = or_idle(incoming.next(), &mut timer, &conn).await {
         // A reset or other failure ends this connection only.
         let Ok(chunk) = chunk else { return };
+        timer.touch();
         if let Some(send) = sending.take() {
-            if sent(&stream, send).await.is_err() {
-                return;
+            match or_idle(sent(&stream, send), &mut timer, &conn).await {
+                Some(Ok(())) => timer.touch(),
+                _ => return,
             }
         }
         sending = Some(stream.write(chunk));
     }
+    // End of stream or idle: the last echo goes out (unless it is stuck too), then FIN.
     if let Some(send) = sending.take() {
-        if sent(&stream, send).await.is_err() {
+        if !matches!(
+            or_idle(sent(&stream, send), &mut timer, &conn).await,
+            Some(Ok(()))
+        ) {
             return;
         }
     }
     let _ = stream.shutdown(Shutdown::Write).await;
+}
+
+/// `fut`'s output, or `None` once the connection has made no progress for its idle limit.
+/// When the server stops, the limit drops to [`DRAIN_QUIET`]: a client that has had its
+/// echoes is let go.
+async fn or_idle<F: Future>(fut: F, timer: &mut IdleTimer, conn: &Conn) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    let mut draining = false;
+    poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if !draining && Pin::new(&mut conn.stopping()).poll(cx).is_ready() {
+            draining = true;
+            let quiet = timer.limit().map_or(DRAIN_QUIET, |l| l.min(DRAIN_QUIET));
+            timer.set_limit(Some(quiet));
+        }
+        timer.poll_expired(cx).map(|()| None)
+    })
+    .await
 }
 
 /// Wait for `send` to complete; send what it left over, if anything.
@@ -161,26 +268,16 @@ async fn send_rest(stream: &TcpStream, rest: &[u8]) -> io::Result<()> {
     stream.write_all(rest.to_vec()).await.0
 }
 
-/// Accept forever on this core's listener, one task per connection.
-async fn serve(listener: TcpListener, ring: BufRing) {
-    let mut incoming = listener.incoming();
-    while let Some(conn) = incoming.next().await {
-        match conn {
-            Ok(stream) => spawn(echo(stream, ring.clone())).detach(),
-            // ECONNABORTED, EMFILE, ...: the stream re-arms; keep serving.
-            Err(e) => eprintln!("echo: core {}: accept: {e}", ringleader::current_core()),
-        }
-    }
-}
-
 /// Bind on `core` and set up its buffer ring, report the bound address (or the error) on
-/// `ready`, then serve.
+/// `ready`, then serve until the gate stops.
 fn listen_on(
     rt: &Runtime,
     core: usize,
     addr: SocketAddr,
+    gate: Gate,
+    idle: Option<Duration>,
     ready: mpsc::Sender<io::Result<SocketAddr>>,
-) -> ringleader::JoinHandle<()> {
+) {
     rt.spawn_on(core, move || async move {
         let set_up = TcpListener::bind_reuseport(addr).and_then(|listener| {
             let ring = BufRing::new(RING_BUFFERS, RING_BUF_SIZE).map_err(|e| {
@@ -197,29 +294,44 @@ fn listen_on(
         };
         let _ = ready.send(listener.local_addr());
         drop(ready);
-        serve(listener, ring).await;
+        gate.serve(listener, |stream, conn| {
+            echo(stream, ring.clone(), conn, idle)
+        })
+        .await;
     })
+    .detach();
 }
 
 fn run(args: Args) -> Result<(), String> {
+    // Block the stop signals before any thread starts, so every thread inherits the mask and
+    // only `wait_for_stop` receives them.
+    let signals = block_stop_signals();
     let rt = Runtime::builder()
         .cores(args.cores)
         .spin_before_park(args.spin)
         .build()
         .map_err(|e| format!("starting {} cores: {e}", args.cores))?;
-    let (bound, handles) = bind_every_core(args.cores, args.listen, |core, addr, ready| {
-        listen_on(&rt, core, addr, ready)
+    let gate = Gate::new("echo", args.max_connections);
+    let (bound, _) = bind_every_core(args.cores, args.listen, |core, addr, ready| {
+        listen_on(&rt, core, addr, gate.clone(), args.idle, ready)
     })?;
     // Ignore a closed stdout: the server does not need it.
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "echo: listening on {bound} ({} cores)", args.cores);
     let _ = out.flush();
     drop(out);
-    for h in handles {
-        if let Err(e) = futures::executor::block_on(h) {
-            return Err(format!("a core's server failed: {e}"));
-        }
+    let sig = wait_for_stop(&signals);
+    eprintln!(
+        "echo: signal {sig}: stopping: no new connections; draining {} for up to {:?}",
+        gate.open(),
+        args.drain
+    );
+    gate.stop();
+    match gate.drain(args.drain) {
+        0 => eprintln!("echo: drained"),
+        n => eprintln!("echo: --drain-timeout passed: closing {n} connections"),
     }
+    rt.shutdown();
     Ok(())
 }
 
