@@ -418,3 +418,41 @@ pub fn still_serves(addr: SocketAddr, offset: u64) {
     assert_eq!(c.read(10, offset, 4096).unwrap(), data);
     c.disconnect();
 }
+
+/// Like [`have`], but a missing tool fails the test under CI (the `CI` environment variable
+/// set, and not `0` or `false`): CI installs every tool the tests use (`.ci/run`), so a skip
+/// there would hide a test that never ran. Elsewhere it prints why the test is skipped.
+pub fn need(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
+    if found {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    assert!(
+        !ci,
+        "`{tool}` is not installed, but CI is set: .ci/run installs it, so this test must run"
+    );
+    eprintln!("SKIP: `{tool}` is not installed (.ci/run installs it); this test needs it");
+    false
+}
+
+impl TempPath {
+    /// A unique path under cargo's `target/tmp` (`CARGO_TARGET_TMPDIR`): on the disk the
+    /// build uses, where the system temp dir may be a tmpfs (no dirty page accounting, no
+    /// writeback). Removed when the guard drops.
+    pub fn on_disk(tag: &str) -> TempPath {
+        let name = TempPath::new(tag).0.file_name().unwrap().to_owned();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(dir).expect("create target/tmp");
+        TempPath(dir.join(name))
+    }
+}
+
+/// A sparse file of `size` bytes at a new [`TempPath::on_disk`] path.
+pub fn disk_file(tag: &str, size: u64) -> TempPath {
+    let t = TempPath::on_disk(tag);
+    let f = std::fs::File::create(t.path()).expect("create image on disk");
+    f.set_len(size).expect("size image on disk");
+    t
+}
