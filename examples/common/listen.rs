@@ -9,18 +9,35 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long [`claim`] waits for an address to be given up. A process killed by SIGKILL
+/// leaves its listeners behind for a moment: its rings' in-flight accepts hold them until
+/// the kernel's ring teardown (asynchronous, in a kworker) cancels them, so a server
+/// restarted at once would otherwise fail, or (with `SO_REUSEPORT`) join the dying group
+/// and lose clients to it.
+pub const CLAIM_WAIT: Duration = Duration::from_secs(2);
 
 /// Check that nobody listens on `addr` (with port 0: pick a free port) and return the
 /// address to bind every core to. The claim is a listener without `SO_REUSEPORT`, closed
-/// again before the cores bind.
+/// again before the cores bind; while the address is in use it is retried for up to
+/// [`CLAIM_WAIT`].
 pub fn claim(addr: SocketAddr) -> Result<SocketAddr, String> {
-    let probe = std::net::TcpListener::bind(addr).map_err(|e| {
-        if e.kind() == io::ErrorKind::AddrInUse {
-            format!("listening on {addr}: address in use (another server listens there)")
-        } else {
-            format!("listening on {addr}: {e}")
+    let deadline = Instant::now() + CLAIM_WAIT;
+    let probe = loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(p) => break p,
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                return Err(format!(
+                    "listening on {addr}: address in use (another server listens there)"
+                ));
+            }
+            Err(e) => return Err(format!("listening on {addr}: {e}")),
         }
-    })?;
+    };
     probe
         .local_addr()
         .map_err(|e| format!("listening on {addr}: {e}"))
