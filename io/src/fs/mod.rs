@@ -74,7 +74,9 @@
 //!
 //! # Kernel versions
 //!
-//! Each op names its opcode and minimum kernel: most need 5.6, path ops 5.11 (`mkdir` 5.15),
+//! Each op names its opcode and minimum kernel: most need 5.6 (including
+//! [`OpenOptions::open_at`] and [`File::open_beneath`], which resolve a path beneath a
+//! directory with `openat2`'s `RESOLVE_*` rules), path ops 5.11 (`mkdir` 5.15),
 //! [`File::set_len`] 6.9 (`IORING_OP_FTRUNCATE`); the `O_DIRECT` alignments in [`Metadata`]
 //! need 6.1.
 
@@ -85,12 +87,14 @@ mod metadata;
 mod open_options;
 pub mod ops;
 mod path;
+mod resolve;
 
 pub use error::{PathError, raw_os_error};
 pub use file::File;
 pub use metadata::Metadata;
 pub use open_options::OpenOptions;
 pub use path::{create_dir, metadata, remove_dir, remove_file, rename, symlink_metadata};
+pub use resolve::Resolve;
 
 /// The fd of a [`File`], shared with every op in flight on it so it is closed only after the
 /// last of them completes.

@@ -116,7 +116,7 @@ impl OpenOptions {
 
     /// The `open(2)` flags these options stand for; `EINVAL` for a combination std rejects
     /// too (no access mode; create or truncate without write; append with truncate).
-    fn flags(&self) -> io::Result<i32> {
+    pub(super) fn flags(&self) -> io::Result<i32> {
         let access = match (self.read, self.write, self.append) {
             (true, false, false) => libc::O_RDONLY,
             (false, true, false) => libc::O_WRONLY,
@@ -140,6 +140,11 @@ impl OpenOptions {
             (_, _, true) => libc::O_CREAT | libc::O_EXCL,
         };
         Ok(libc::O_CLOEXEC | access | creation | (self.custom_flags & !libc::O_ACCMODE))
+    }
+
+    /// The permission bits given to [`mode`](Self::mode).
+    pub(super) fn mode_bits(&self) -> u32 {
+        self.mode
     }
 
     /// Open `path` (relative paths from the current directory) with these options

@@ -4,7 +4,7 @@
 //! op on an open [`File`](super::File) holds a reference to the file's fd, so the fd stays open
 //! (and its number cannot be reused by another open) until the kernel is done with the op, even
 //! when the `File` is dropped first. Buffers are owned and come back in the op's [`BufResult`].
-//! [`OpenAt`], [`PathOp`] and [`Statx`] (by path) own their path strings instead.
+//! [`OpenAt`], [`OpenAt2`], [`PathOp`] and [`Statx`] (by path) own their path strings instead.
 //!
 //! Invariant kept by the constructors here: an SQE's pointers point into memory owned by the
 //! op's data that does not move with it (a buffer's stable heap bytes, a heap `iovec` array).
@@ -23,6 +23,7 @@ use super::SharedFd;
 pub use super::metadata::Statx;
 pub use super::open_options::OpenAt;
 pub use super::path::PathOp;
+pub use super::resolve::OpenAt2;
 
 /// Resources of a read at an offset (`IORING_OP_READ`, Linux 5.6).
 #[derive(Debug)]
