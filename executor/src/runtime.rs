@@ -42,8 +42,9 @@ impl Default for Builder {
 
 impl Builder {
     /// Defaults: 256 SQ entries, CQ 4x, `SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN |
-    /// TASKRUN_FLAG | SUBMIT_ALL`, ring fd registered, one core per available CPU, threads
-    /// pinned, 256 task polls per tick.
+    /// TASKRUN_FLAG | SUBMIT_ALL`, ring fd registered, io-wq unbounded workers capped at 64
+    /// per ring ([`Builder::iowq_max_workers`]), one core per available CPU, threads pinned,
+    /// 256 task polls per tick.
     pub fn new() -> Self {
         Builder {
             ring: RingConfig::default(),
@@ -82,6 +83,31 @@ impl Builder {
     /// Register the ring fd (`IORING_REGISTER_RING_FDS`) to save an fd lookup per enter.
     pub fn register_ring_fd(mut self, yes: bool) -> Self {
         self.ring.register_ring_fd = yes;
+        self
+    }
+    /// Cap the kernel's io-wq worker threads serving each core's ring
+    /// (`IORING_REGISTER_IOWQ_MAX_WORKERS`, Linux 5.15), registered right after the ring is
+    /// created. `bounded` caps workers for bounded work (regular files and block devices),
+    /// `unbounded` those for work that may block without end (splice, tee, and other ops on
+    /// sockets, pipes and character devices that cannot be polled); 0 keeps the kernel's cap
+    /// for that class.
+    ///
+    /// Default `(0, 64)`: bounded work keeps the kernel's `min(SQ entries, 4 x CPUs)`;
+    /// unbounded work, which the kernel lets grow to `RLIMIT_NPROC` threads (one per blocked
+    /// op: a thousand connections each blocked in a splice make a thousand threads), gets 64
+    /// per ring. Work beyond the cap waits in the ring's io-wq queue for a worker: ops that
+    /// can block forever (a splice from an idle socket) should wait for readiness first, or
+    /// the cap must be above how many of them are ever blocked at once. What was applied is
+    /// in [`SetupInfo::iowq_max_workers`]; a kernel that refuses keeps its own caps and says
+    /// so in [`SetupInfo::fallbacks`].
+    ///
+    /// ```
+    /// let rt = ringleader_executor::Builder::new().iowq_max_workers(4, 16).build_local().unwrap();
+    /// let caps = rt.setup_info().iowq_max_workers;
+    /// assert!(caps.is_none() || caps.unwrap()[1] == 16);
+    /// ```
+    pub fn iowq_max_workers(mut self, bounded: u32, unbounded: u32) -> Self {
+        self.ring.iowq_max_workers = [bounded, unbounded];
         self
     }
     /// Pin core `i`'s thread to CPU `i % available CPUs` (default on).

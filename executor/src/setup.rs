@@ -110,6 +110,10 @@ pub struct SetupInfo {
     pub ring_fd_registered: bool,
     /// Whether the kernel buffers CQEs on overflow (`IORING_FEAT_NODROP`).
     pub nodrop: bool,
+    /// The io-wq worker caps in force for this ring's thread, `[bounded, unbounded]`, as the
+    /// kernel reports them after [`Builder::iowq_max_workers`](crate::Builder::iowq_max_workers)
+    /// was applied; `None` if the kernel refused the registration (reason in `fallbacks`).
+    pub iowq_max_workers: Option<[u32; 2]>,
 }
 
 /// The ring parameters a [`Builder`](crate::Builder) carries.
@@ -120,7 +124,16 @@ pub(crate) struct RingConfig {
     pub(crate) flags: SetupFlags,
     pub(crate) sqpoll_idle_ms: Option<u32>,
     pub(crate) register_ring_fd: bool,
+    /// `[bounded, unbounded]` for `IORING_REGISTER_IOWQ_MAX_WORKERS`; 0 keeps the kernel's.
+    pub(crate) iowq_max_workers: [u32; 2],
 }
+
+/// The default io-wq caps, `[bounded, unbounded]` (see
+/// [`Builder::iowq_max_workers`](crate::Builder::iowq_max_workers)): bounded work (regular
+/// files, block devices) keeps the kernel's own cap, `min(SQ entries, 4 x CPUs)`; unbounded
+/// work (splice, tee and other blocking ops on sockets, pipes and character devices), which
+/// the kernel would otherwise let grow to `RLIMIT_NPROC` threads, gets 64 per ring.
+pub(crate) const IOWQ_MAX_WORKERS: [u32; 2] = [0, 64];
 
 impl Default for RingConfig {
     fn default() -> Self {
@@ -130,6 +143,7 @@ impl Default for RingConfig {
             flags: SetupFlags::default_set(),
             sqpoll_idle_ms: None,
             register_ring_fd: true,
+            iowq_max_workers: IOWQ_MAX_WORKERS,
         }
     }
 }
@@ -159,7 +173,7 @@ pub(crate) fn build_ring(cfg: &RingConfig) -> io::Result<(IoUring, SetupInfo)> {
     loop {
         match try_build(cfg, flags) {
             Ok(ring) => {
-                let info = SetupInfo {
+                let mut info = SetupInfo {
                     requested,
                     applied: flags,
                     fallbacks,
@@ -167,7 +181,9 @@ pub(crate) fn build_ring(cfg: &RingConfig) -> io::Result<(IoUring, SetupInfo)> {
                     cq_entries: ring.params().cq_entries(),
                     ring_fd_registered: false,
                     nodrop: ring.params().is_feature_nodrop(),
+                    iowq_max_workers: None,
                 };
+                cap_iowq(&ring, cfg.iowq_max_workers, &mut info);
                 return Ok((ring, info));
             }
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -188,6 +204,26 @@ pub(crate) fn build_ring(cfg: &RingConfig) -> io::Result<(IoUring, SetupInfo)> {
             Err(e) => return Err(setup_error(e, cfg)),
         }
     }
+}
+
+/// Apply `caps` (`IORING_REGISTER_IOWQ_MAX_WORKERS`, Linux 5.15) to the calling thread's
+/// io-wq, which serves this ring: right after creation, before any op can start a worker.
+/// A refusal is recorded, not fatal: the ring works, only without the cap.
+fn cap_iowq(ring: &IoUring, caps: [u32; 2], info: &mut SetupInfo) {
+    let mut set = caps;
+    if let Err(e) = ring.submitter().register_iowq_max_workers(&mut set) {
+        info.fallbacks.push(format!(
+            "io-wq workers not capped at {caps:?}: IORING_REGISTER_IOWQ_MAX_WORKERS: {e}"
+        ));
+        return;
+    }
+    // The kernel wrote back the previous caps; zeros ask for the ones now in force.
+    let mut now = [0, 0];
+    info.iowq_max_workers = ring
+        .submitter()
+        .register_iowq_max_workers(&mut now)
+        .ok()
+        .map(|()| now);
 }
 
 fn try_build(cfg: &RingConfig, flags: SetupFlags) -> io::Result<IoUring> {
