@@ -22,13 +22,14 @@
 //!
 //! # Limits
 //!
-//! Option data up to [`MAX_OPTION_DATA`](machine::MAX_OPTION_DATA) (256 KiB) is read and answered, which covers every legal
-//! `INFO`/`GO`. Longer data is read and dropped in chunks, never held, and the option is
-//! answered `ERR_TOO_BIG`; negotiation then goes on. A handshake may consume at most
-//! [`MAX_HANDSHAKE_BYTES`](machine::MAX_HANDSHAKE_BYTES) (16 MiB): the option that would go past that is answered `ERR_TOO_BIG` and
-//! the connection is closed, since a client that sends that much is not negotiating. A wrong
-//! option magic or unknown client flags close the connection (the protocol says the server
-//! MUST).
+//! Option data up to [`MAX_OPTION_DATA`](machine::MAX_OPTION_DATA) (256 KiB) is read and
+//! answered, which covers every legal `INFO`/`GO` and metadata context queries of reasonable
+//! size. Longer data is read off in chunks, never held, and the option is answered
+//! `ERR_TOO_BIG`; negotiation then goes on. A handshake may consume at most
+//! [`MAX_HANDSHAKE_BYTES`](machine::MAX_HANDSHAKE_BYTES) (16 MiB): the option that would go
+//! past that is answered `ERR_TOO_BIG` and the connection is closed, since a client that
+//! sends that much is not negotiating. A wrong option magic or unknown client flags close
+//! the connection (the protocol says the server MUST).
 //!
 //! # Structure
 //!
