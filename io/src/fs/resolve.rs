@@ -31,7 +31,7 @@ use super::{File, OpenOptions, SharedFd};
 /// use ringleader_io::fs::Resolve;
 /// let r = Resolve::BENEATH | Resolve::NO_MAGICLINKS;
 /// assert!(r.contains(Resolve::BENEATH));
-/// assert_eq!(r.bits(), (libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS) as u64);
+/// assert_eq!(r.bits(), libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Resolve(u64);
@@ -41,15 +41,15 @@ impl Resolve {
     pub const NONE: Resolve = Resolve(0);
     /// Refuse (`EXDEV`) any path that leaves the directory: absolute paths, `..` above it,
     /// symlinks pointing out of it.
-    pub const BENEATH: Resolve = Resolve(libc::RESOLVE_BENEATH as u64);
+    pub const BENEATH: Resolve = Resolve(libc::RESOLVE_BENEATH);
     /// Treat the directory as the root: `/` and `..` stop at it (a chroot for this lookup).
-    pub const IN_ROOT: Resolve = Resolve(libc::RESOLVE_IN_ROOT as u64);
+    pub const IN_ROOT: Resolve = Resolve(libc::RESOLVE_IN_ROOT);
     /// Refuse (`ELOOP`) "magic links" such as `/proc/self/fd/N` at any component.
-    pub const NO_MAGICLINKS: Resolve = Resolve(libc::RESOLVE_NO_MAGICLINKS as u64);
+    pub const NO_MAGICLINKS: Resolve = Resolve(libc::RESOLVE_NO_MAGICLINKS);
     /// Refuse (`ELOOP`) every symlink at any component.
-    pub const NO_SYMLINKS: Resolve = Resolve(libc::RESOLVE_NO_SYMLINKS as u64);
+    pub const NO_SYMLINKS: Resolve = Resolve(libc::RESOLVE_NO_SYMLINKS);
     /// Refuse (`EXDEV`) crossing a mount point.
-    pub const NO_XDEV: Resolve = Resolve(libc::RESOLVE_NO_XDEV as u64);
+    pub const NO_XDEV: Resolve = Resolve(libc::RESOLVE_NO_XDEV);
 
     /// The raw `RESOLVE_*` bits.
     pub const fn bits(self) -> u64 {
