@@ -323,6 +323,8 @@ impl Activity {
 /// How often a watchdog looks while the server drains.
 const DRAIN_CHECK: Duration = Duration::from_millis(50);
 
+const STALLED: &str = "stalled (no progress with requests pending)";
+
 /// How a watchdog ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -387,10 +389,15 @@ pub async fn watch(
                 break Verdict::Closed("idle timeout");
             }
         } else if quiet >= limits.stall_timeout {
-            break Verdict::Closed("stalled (no progress with requests pending)");
+            break Verdict::Closed(STALLED);
         }
     };
     closing.set();
+    if matches!(verdict, Verdict::Closed(STALLED)) {
+        // A peer that stopped reading would keep the socket, and the replies queued in
+        // its send buffer, for as long as it likes: the close resets the connection.
+        let _ = stream.set_linger(Some(Duration::ZERO));
+    }
     let _ = stream.shutdown(Shutdown::Both).await;
     verdict
 }

@@ -40,6 +40,9 @@
 //! - `block.rs`: request memory (pool lease or heap) and the file ops on it;
 //! - `image.rs`: opening the image, seeding mirrors, the temporary image.
 
+#[path = "../common/accept.rs"]
+#[allow(dead_code)] // The server drains through its own limits (limits.rs), not `Conn::stopping`.
+mod accept;
 #[path = "../common/duration.rs"]
 mod duration;
 #[path = "../common/listen.rs"]
@@ -62,18 +65,15 @@ mod status;
 #[path = "../common/flags.rs"]
 mod flags;
 
-use std::cell::RefCell;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 
-use futures::StreamExt;
+use ringleader::Runtime;
 use ringleader::buf::FixedPool;
 use ringleader::net::{TcpListener, TcpStream};
-use ringleader::{Runtime, spawn};
 
 use export::Export;
 use handshake::Outcome;
@@ -276,30 +276,7 @@ struct CoreSetup {
     zc_threshold: usize,
     read_group_min: usize,
     limits: limits::Limits,
-}
-
-/// Connections open now, on all cores: the drain waits for none to be left.
-static OPEN: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts one connection in [`OPEN`] while it lives.
-struct Open;
-
-impl Open {
-    fn new() -> Open {
-        OPEN.fetch_add(1, Ordering::SeqCst);
-        Open
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        OPEN.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-thread_local! {
-    /// This core's limits, for the drain (set when the core starts listening).
-    static CORE_LIMITS: RefCell<Option<Rc<CoreLimits>>> = const { RefCell::new(None) };
+    gate: accept::Gate,
 }
 
 /// One client, from handshake to close.
@@ -309,8 +286,9 @@ async fn connection(
     zc_threshold: usize,
     read_group_min: usize,
     core: Rc<CoreLimits>,
+    // Holds the connection's slot under `--max-connections` until it ends.
+    _admitted: accept::Conn,
 ) {
-    let _open = Open::new();
     let _ = stream.set_nodelay(true);
     let handshake = handshake::negotiate(&stream, &export);
     let handshake = ringleader::time::timeout(core.limits.handshake_timeout, handshake);
@@ -380,7 +358,6 @@ fn listen_on(
     let cores = rt.cores();
     rt.spawn_on(core, move || async move {
         let core_limits = CoreLimits::new(setup.limits, cores);
-        CORE_LIMITS.with(|c| *c.borrow_mut() = Some(Rc::clone(&core_limits)));
         let set_up = core_export(&setup).and_then(|export| {
             let listener = TcpListener::bind_reuseport(addr)?;
             Ok((listener, Rc::new(export)))
@@ -394,22 +371,21 @@ fn listen_on(
         };
         let _ = ready.send(listener.local_addr());
         drop(ready);
-        let mut incoming = listener.incoming();
-        // Draining ends the loop: the multishot accept is cancelled and the listener closed.
-        while let Some(Some(conn)) = limits::unless(&core_limits.drain, incoming.next()).await {
-            match conn {
-                Ok(stream) => spawn(connection(
-                    stream,
-                    Rc::clone(&export),
-                    setup.zc_threshold,
-                    setup.read_group_min,
-                    Rc::clone(&core_limits),
-                ))
-                .detach(),
-                // ECONNABORTED, EMFILE, ...: the stream re-arms; keep serving.
-                Err(e) => eprintln!("nbd_server: core {core}: accept: {e}"),
-            }
-        }
+        // Until the stop: the connection cap, back-off when fds run out, rate-limited logs
+        // (common/accept.rs).
+        let serve = setup.gate.serve(listener, |stream, admitted| {
+            connection(
+                stream,
+                Rc::clone(&export),
+                setup.zc_threshold,
+                setup.read_group_min,
+                Rc::clone(&core_limits),
+                admitted,
+            )
+        });
+        serve.await;
+        // The listener is closed: drain this core's connections.
+        core_limits.drain.set();
     })
     .detach();
 }
@@ -438,6 +414,7 @@ fn run(args: Args) -> Result<(), String> {
         zc_threshold: args.zc_threshold,
         read_group_min: args.read_group_min,
         limits: args.limits,
+        gate: accept::Gate::new("nbd_server", args.limits.max_connections),
     });
     let (bound, _) = bind_every_core(args.cores, args.listen, |core, addr, ready| {
         listen_on(&rt, core, addr, Arc::clone(&setup), ready)
@@ -463,7 +440,7 @@ fn run(args: Args) -> Result<(), String> {
     let _ = out.flush();
     drop(out);
     let sig = wait_for_stop(&signals);
-    drain(&rt, &storage, &args, sig, &signals);
+    drain(&setup.gate, &storage, &args, sig, &signals);
     // The temporary image goes first: removing it must not depend on a clean shutdown.
     if let Some(t) = &storage.temp {
         t.remove();
@@ -475,29 +452,20 @@ fn run(args: Args) -> Result<(), String> {
 /// The graceful stop (see `limits.rs`): every core stops accepting and closes what is idle;
 /// wait until no connection is left, `--drain-timeout` passes or a second signal comes;
 /// then sync the image and mirrors, so everything acknowledged is on disk.
-fn drain(rt: &Runtime, storage: &Storage, args: &Args, sig: i32, signals: &libc::sigset_t) {
+fn drain(gate: &accept::Gate, storage: &Storage, args: &Args, sig: i32, signals: &libc::sigset_t) {
     let limit = args.limits.drain_timeout;
     eprintln!(
         "nbd_server: signal {sig}: draining {} connections (at most {limit:?}; a second signal stops at once)",
-        OPEN.load(Ordering::SeqCst)
+        gate.open()
     );
-    for core in 0..rt.cores() {
-        rt.spawn_on(core, || async {
-            CORE_LIMITS.with(|c| {
-                if let Some(c) = c.borrow().as_ref() {
-                    c.drain.set();
-                }
-            });
-        })
-        .detach();
-    }
+    gate.stop();
     let deadline = std::time::Instant::now() + limit;
-    while OPEN.load(Ordering::SeqCst) > 0 {
+    while gate.open() > 0 {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
             eprintln!(
                 "nbd_server: {} connections still open after {limit:?}: closing them",
-                OPEN.load(Ordering::SeqCst)
+                gate.open()
             );
             break;
         }

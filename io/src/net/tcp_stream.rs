@@ -152,6 +152,18 @@ impl TcpStream {
         )
     }
 
+    /// Set `SO_LINGER`: with `Some(Duration::ZERO)`, closing the socket aborts the
+    /// connection with a reset and drops unsent data at once, instead of leaving the kernel
+    /// to deliver it (a peer that stopped reading would otherwise hold the socket and its
+    /// buffers open); `None` restores the default graceful close.
+    pub fn set_linger(&self, linger: Option<std::time::Duration>) -> io::Result<()> {
+        let value = libc::linger {
+            l_onoff: libc::c_int::from(linger.is_some()),
+            l_linger: linger.map_or(0, |d| d.as_secs().min(i32::MAX as u64) as libc::c_int),
+        };
+        self.sock.set_opt(libc::SOL_SOCKET, libc::SO_LINGER, value)
+    }
+
     /// Whether `TCP_NODELAY` is set.
     pub fn nodelay(&self) -> io::Result<bool> {
         Ok(self
