@@ -9,15 +9,22 @@
 //!
 //! # Protocol (doc/proto.md of the NetworkBlockDevice project)
 //!
-//! Fixed newstyle handshake with `EXPORT_NAME`, `INFO`, `GO`, `LIST`, `ABORT` and
-//! `STRUCTURED_REPLY` (`handshake.rs`); one export, the default one (named ""). Transmission
-//! flags `HAS_FLAGS`, `SEND_FLUSH`, `SEND_FUA`, `SEND_TRIM`, `SEND_WRITE_ZEROES`,
-//! `CAN_MULTI_CONN`, `SEND_DF` with structured replies, `READ_ONLY` with `--readonly`.
-//! Commands `READ`, `WRITE` (+FUA), `FLUSH`, `TRIM` (punches a hole), `WRITE_ZEROES`, `DISC`
-//! (`conn.rs`), replied to out of order as they finish, through one writer per connection
-//! that batches replies (`reply.rs`). Not offered: TLS, `BLOCK_STATUS` / metadata contexts,
-//! extended headers, `CACHE`, fast zero, several exports (each is refused as the protocol
-//! says, e.g. `NBD_REP_ERR_UNSUP`).
+//! Fixed newstyle handshake with `EXPORT_NAME`, `INFO`, `GO`, `LIST`, `ABORT`,
+//! `STRUCTURED_REPLY` and `LIST`/`SET_META_CONTEXT` for `base:allocation` (`handshake/`);
+//! one export, the default one (named ""). Transmission flags `HAS_FLAGS`, `SEND_FLUSH`,
+//! `SEND_FUA`, `SEND_TRIM`, `SEND_WRITE_ZEROES`, `CAN_MULTI_CONN`, `SEND_DF` with structured
+//! replies, `READ_ONLY` with `--readonly`. Commands `READ`, `WRITE` (+FUA), `FLUSH`, `TRIM`
+//! (punches a hole), `WRITE_ZEROES`, `BLOCK_STATUS` (holes from `SEEK_DATA`/`SEEK_HOLE`,
+//! `status.rs`), `DISC` (`conn.rs`), replied to out of order as they finish, through one
+//! writer per connection that batches replies (`reply.rs`). Not offered: TLS, extended
+//! headers, `CACHE`, fast zero, several exports (each is refused as the protocol says, e.g.
+//! `NBD_REP_ERR_UNSUP`; clients fall back).
+//!
+//! # Limits
+//!
+//! `--handshake-timeout`, `--idle-timeout`, `--stall-timeout`, `--max-connections`,
+//! `--max-memory` and the drain on SIGTERM (`--drain-timeout`): `limits.rs`, and
+//! docs/operating.md for what a client sees when one trips.
 //!
 //! # Data path
 //!
@@ -34,7 +41,8 @@
 //!
 //! # Files
 //!
-//! - `proto.rs`: wire format; `handshake.rs`: option haggling;
+//! - `proto.rs`: wire format; `handshake/`: option haggling (a state machine without I/O);
+//! - `status.rs`: block status; `limits.rs`: timeouts, the memory budget, the drain;
 //! - `conn.rs`: the transmission phase (reader, per-request tasks, flow control);
 //! - `reply.rs`: the reply writer; `export.rs`: the storage ops behind the commands;
 //! - `block.rs`: request memory (pool lease or heap) and the file ops on it;
