@@ -2,7 +2,7 @@
 //!
 //! The kernel resolves an SQE's fd number when it reaches the SQE (at the next
 //! `io_uring_enter`, or later in a worker), not when the op is created. So [`read`] and
-//! [`write`] take the fd's owner (an [`IoFd`]: a [`File`](crate::fs::File), a socket, an
+//! [`write`](fn@write) take the fd's owner (an [`IoFd`]: a [`File`](crate::fs::File), a socket, an
 //! `Rc<OwnedFd>`) and keep a reference to it in the op's data until the op's final CQE,
 //! whether the future is awaited, dropped or forgotten: the caller may drop its own handle
 //! at once and the number cannot be closed and reused under the op. [`read_raw`] and
@@ -114,7 +114,7 @@ pub fn write<B: IoBuf>(fd: &impl IoFd, buf: B, offset: u64) -> Op<Write<B>> {
     submit_write(hold.raw, Some(hold), buf, offset)
 }
 
-/// [`write`] on a bare fd number, which the op does not keep open.
+/// [`write`](fn@write) on a bare fd number, which the op does not keep open.
 ///
 /// # Safety
 /// As for [`read_raw`]: until the op's final CQE, `fd` must keep naming the file it names
