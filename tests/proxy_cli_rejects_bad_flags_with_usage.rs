@@ -21,6 +21,9 @@ fn help_prints_usage() {
         "--cores",
         "--max-buffered",
         "--buf-size",
+        "--mirror-budget",
+        "--mirror-timeout",
+        "--ring-memory",
         "--zc",
         "--stats",
     ] {
@@ -30,7 +33,7 @@ fn help_prints_usage() {
 
 #[test]
 fn bad_flags_exit_2_with_the_reason_and_usage() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 12] = [
         (&[], "--upstream"),
         (&["--upstream"], "needs a value"),
         (
@@ -51,6 +54,36 @@ fn bad_flags_exit_2_with_the_reason_and_usage() {
             "--zc",
         ),
         (&["--upstream", "127.0.0.1:1", "--bogus"], "--bogus"),
+        (
+            &["--upstream", "127.0.0.1:1", "--mirror-timeout", "soon"],
+            "--mirror-timeout",
+        ),
+        // A budget must leave the upstream room in the bound, or a slow mirror would stop
+        // the client after all.
+        (
+            &[
+                "--upstream",
+                "127.0.0.1:1",
+                "--mirror",
+                "127.0.0.1:2",
+                "--max-buffered",
+                "1M",
+                "--mirror-budget",
+                "1M",
+            ],
+            "--mirror-budget",
+        ),
+        (
+            &[
+                "--upstream",
+                "127.0.0.1:1",
+                "--mirror",
+                "127.0.0.1:2",
+                "--mirror-budget",
+                "1K",
+            ],
+            "--mirror-budget",
+        ),
         (
             &[
                 "--upstream",

@@ -9,7 +9,7 @@ use std::net::Shutdown;
 use std::time::Duration;
 
 use proxy_common::{
-    Behaviour, MODES, Proxy, Server, read_pattern, reset, send_pattern, wait_until,
+    Behaviour, LOSSLESS, MODES, Proxy, Server, read_pattern, reset, send_pattern, wait_until,
 };
 
 const TOTAL: u64 = 64 << 20;
@@ -19,7 +19,7 @@ fn reset_mid_transfer(mode: &str) {
     // connection is reported as not intact (different bytes) or cut short, and is ignored.
     let upstream = Server::start(Behaviour::Echo { seed: 11, xor: 0 });
     let mirror = Server::start(Behaviour::Verify { seed: 11 });
-    let mut proxy = Proxy::with(mode, upstream.addr, &[mirror.addr], &[]);
+    let mut proxy = Proxy::with(mode, upstream.addr, &[mirror.addr], &LOSSLESS);
     let baseline = proxy.fd_count();
 
     let mut bad = proxy.connect();

@@ -15,7 +15,7 @@ mod proxy_common;
 use std::net::Shutdown;
 use std::time::Instant;
 
-use proxy_common::{Behaviour, MODES, Proxy, Server, read_pattern, send_pattern};
+use proxy_common::{Behaviour, LOSSLESS, MODES, Proxy, Server, read_pattern, send_pattern};
 
 const TOTAL: u64 = 1 << 30;
 const SEED: u64 = 0x5eed_0001;
@@ -27,7 +27,7 @@ fn gib_through(mode: &str) {
         seed: SEED,
         xor: 0xff,
     });
-    let proxy = Proxy::with(mode, upstream.addr, &[quiet.addr, chatty.addr], &[]);
+    let proxy = Proxy::with(mode, upstream.addr, &[quiet.addr, chatty.addr], &LOSSLESS);
     let client = proxy.connect();
     let mut reader = client.try_clone().unwrap();
     let replies = std::thread::spawn(move || read_pattern(&mut reader, SEED, 0));

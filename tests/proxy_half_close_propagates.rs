@@ -10,7 +10,9 @@ mod proxy_common;
 use std::net::Shutdown;
 use std::time::Duration;
 
-use proxy_common::{Behaviour, MODES, Proxy, Server, read_pattern, send_pattern, wait_until};
+use proxy_common::{
+    Behaviour, LOSSLESS, MODES, Proxy, Server, read_pattern, send_pattern, wait_until,
+};
 
 const REQUEST: u64 = 300 << 10;
 const REPLY: u64 = 700 << 10;
@@ -22,7 +24,7 @@ fn half_close(mode: &str) {
         reply: REPLY,
     });
     let mirror = Server::start(Behaviour::Verify { seed: 1 });
-    let proxy = Proxy::with(mode, upstream.addr, &[mirror.addr], &[]);
+    let proxy = Proxy::with(mode, upstream.addr, &[mirror.addr], &LOSSLESS);
     let baseline = proxy.fd_count();
 
     let mut client = proxy.connect();

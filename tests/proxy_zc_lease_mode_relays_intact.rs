@@ -6,7 +6,7 @@ mod proxy_common;
 
 use std::net::Shutdown;
 
-use proxy_common::{Behaviour, Proxy, Server, read_pattern, send_pattern};
+use proxy_common::{Behaviour, LOSSLESS, Proxy, Server, read_pattern, send_pattern};
 
 const TOTAL: u64 = 256 << 20;
 const SEED: u64 = 0x2c0_4ead;
@@ -22,7 +22,7 @@ fn zero_copy_sends_relay_intact() {
         "lease",
         upstream.addr,
         &[mirrors[0].addr, mirrors[1].addr],
-        &["--zc"],
+        &["--zc", LOSSLESS[0], LOSSLESS[1]],
     );
     let client = proxy.connect();
     let mut reader = client.try_clone().unwrap();

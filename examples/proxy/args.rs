@@ -14,8 +14,16 @@ USAGE: proxy --upstream ADDR [OPTIONS]
                         [default: 127.0.0.1:9000]
   --upstream ADDR       the server each client is relayed to (required)
   --mirror ADDR         also send every client byte to ADDR (repeatable); its replies are
-                        read and discarded; a mirror that fails is dropped from that
-                        connection, which goes on
+                        read and discarded; a mirror that fails or falls behind is dropped
+                        from that connection (its TCP connection reset), which goes on
+  --mirror-budget SIZE  how far one mirror of a connection may fall behind the upstream:
+                        bytes the upstream has taken and it has not; a mirror further
+                        behind is dropped, so it never slows the client; below
+                        --max-buffered, or `off` (a slow mirror then slows the client, up
+                        to --mirror-timeout) [default: half of --max-buffered]
+  --mirror-timeout DUR  a mirror with bytes waiting that takes none for DUR is dropped; a
+                        finished connection waits at most this (and 5s) for its mirrors to
+                        close (30s, 500ms, 2m) [default: 10s]
   --mode MODE           how bytes move [default: lease]
                           lease:  multishot recv into a per-connection buffer ring; the
                                   chosen buffer (a lease) is sent to every destination
@@ -27,6 +35,9 @@ USAGE: proxy --upstream ADDR [OPTIONS]
   --max-buffered SIZE   the most bytes one connection direction holds in the proxy; a slow
                         destination throttles the sender beyond it [default: 4M]
   --buf-size SIZE       bytes per receive buffer (lease and copy modes) [default: 64K]
+  --ring-memory SIZE    lease mode: the most buffer-ring memory one core maps; a stream
+                        that finds none left is relayed through heap buffers (as in copy
+                        mode) [default: 1G]
   --zc                  lease mode: send with SEND_ZC from the registered ring buffer
                         [default: off: on loopback the kernel copies anyway and the
                         notification costs a CQE per send]
@@ -66,9 +77,17 @@ pub(crate) struct Args {
     pub cores: usize,
     pub max_buffered: usize,
     pub buf_size: usize,
+    /// `None`: `--mirror-budget off`.
+    pub mirror_budget: Option<usize>,
+    pub mirror_timeout: Duration,
+    pub ring_memory: usize,
     pub zc: bool,
     pub stats: Option<Duration>,
 }
+
+/// `--mirror-timeout`'s default: long enough for a mirror that is merely busy (a GC pause, a
+/// disk flush), short enough that a dead one does not hold a finished connection for long.
+pub(crate) const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `Ok(None)`: help was asked for.
 pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
@@ -79,6 +98,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Arg
     let mut cores = 1;
     let mut max_buffered = 4 << 20;
     let mut buf_size = 64 << 10;
+    let mut mirror_budget = None;
+    let mut mirror_timeout = MIRROR_TIMEOUT;
+    let mut ring_memory = 1 << 30;
     let mut zc = false;
     let mut stats = false;
     let mut stats_ms = 1000;
@@ -112,6 +134,25 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Arg
             }
             "--max-buffered" => max_buffered = size("--max-buffered", &value("--max-buffered")?)?,
             "--buf-size" => buf_size = size("--buf-size", &value("--buf-size")?)?,
+            "--mirror-budget" => {
+                let v = value("--mirror-budget")?;
+                mirror_budget = Some(match v.as_str() {
+                    "off" => None,
+                    _ => Some(size("--mirror-budget", &v)?),
+                });
+            }
+            "--mirror-timeout" => {
+                let v = value("--mirror-timeout")?;
+                mirror_timeout = match crate::duration::parse_duration(&v) {
+                    Some(d) if !d.is_zero() => d,
+                    _ => {
+                        return Err(format!(
+                            "--mirror-timeout {v:?}: expected a duration above 0 (30s, 500ms, 2m)"
+                        ));
+                    }
+                };
+            }
+            "--ring-memory" => ring_memory = size("--ring-memory", &value("--ring-memory")?)?,
             "--zc" => zc = true,
             "--stats" => stats = true,
             "--stats-ms" => {
@@ -136,9 +177,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Arg
         ));
     }
     if mode == Mode::Splice {
-        // A pipe holds at least a page; with mirrors a round is in the taps while the next
-        // fills the main pipe (see splice.rs).
-        let need = if mirrors.is_empty() { 4096 } else { 2 * 4096 };
+        // A pipe holds at least a page; with mirrors the taps hold the mirror budget (two
+        // pages at least) beside the main pipe (see splice.rs).
+        let need = if mirrors.is_empty() { 4096 } else { 3 * 4096 };
         if max_buffered < need {
             return Err(format!(
                 "--max-buffered {max_buffered}: splice mode needs at least {need} bytes (a \
@@ -146,13 +187,17 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Arg
                 if mirrors.is_empty() {
                     ""
                 } else {
-                    ", two with mirrors"
+                    ", and two pages of mirror budget"
                 }
             ));
         }
     }
     if zc && mode != Mode::Lease {
         return Err("--zc applies to --mode lease only".into());
+    }
+    let mirror_budget = mirror_budget.unwrap_or(Some(max_buffered / 2));
+    if let (false, Some(budget)) = (mirrors.is_empty(), mirror_budget) {
+        check_mirror_budget(mode, budget, max_buffered, buf_size)?;
     }
     Ok(Some(Args {
         listen,
@@ -162,9 +207,43 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Arg
         cores,
         max_buffered,
         buf_size,
+        mirror_budget,
+        mirror_timeout,
+        ring_memory,
         zc,
         stats: stats.then(|| Duration::from_millis(stats_ms)),
     }))
+}
+
+/// A mirror's budget must leave the upstream room in the direction's bound, and hold at
+/// least one receive (a buffer in lease and copy modes, two pages of tap pipe in splice
+/// mode), or every mirror would be dropped at its first bytes.
+fn check_mirror_budget(
+    mode: Mode,
+    budget: usize,
+    max_buffered: usize,
+    buf_size: usize,
+) -> Result<(), String> {
+    let (least, room) = match mode {
+        Mode::Splice => (2 * 4096, 4096),
+        Mode::Lease | Mode::Copy => (buf_size, buf_size),
+    };
+    if budget < least {
+        return Err(format!(
+            "--mirror-budget {budget}: at least {least} ({})",
+            if mode == Mode::Splice {
+                "two pages of tap pipe"
+            } else {
+                "one --buf-size buffer"
+            }
+        ));
+    }
+    if budget + room > max_buffered {
+        return Err(format!(
+            "--mirror-budget {budget}: must leave the upstream at least {room} bytes of              --max-buffered {max_buffered}, so a slow mirror never stops the client"
+        ));
+    }
+    Ok(())
 }
 
 /// `IP:PORT`, or `HOST:PORT` resolved once, here (the first address wins).

@@ -19,8 +19,11 @@
 //!   before closing: closing a socket with unread replies would reset it, and a reset makes
 //!   the mirror's kernel drop what the mirror has not read yet.
 //! - **Errors** (a reset, a refused send) of the client or the upstream end this connection
-//!   only: the other direction is cancelled and the sockets closed. A failing mirror only
-//!   drops out of the fan-out.
+//!   only: the other direction is cancelled and the sockets closed. A mirror that fails, falls
+//!   more than `--mirror-budget` behind or takes nothing for `--mirror-timeout` only drops out
+//!   of the fan-out (`mirror.rs`): its connection is reset, the client goes on.
+//! - **Splice mode** makes the sockets non-blocking, so that its splices never park an io-wq
+//!   worker (`poll.rs`); io_uring's own socket ops wait for readiness in the ring anyway.
 //!
 //! Everything runs in the connection's one task: the directions and the per-destination
 //! writers are futures joined together, so a received chunk's sends are submitted in the
@@ -28,6 +31,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
@@ -39,7 +43,7 @@ use ringleader::time::timeout;
 use crate::Config;
 use crate::args::Mode;
 use crate::stats::ConnGuard;
-use crate::{relay, splice};
+use crate::{poll, relay, splice};
 
 /// How long a finished connection waits for its mirrors to close after the proxy shut down
 /// their write sides.
@@ -66,6 +70,28 @@ impl Peer {
         // Small replies leave at once; bulk sends are whole buffers anyway.
         let _ = sock.set_nodelay(true);
         Peer { sock, addr, role }
+    }
+
+    /// Abort the TCP connection now: `connect(AF_UNSPEC)` makes the kernel send a reset and
+    /// drop both socket queues (`tcp_disconnect`). The fd stays open, so no number is reused
+    /// under an op still in flight on it (those fail), until the connection's end closes it.
+    pub(crate) fn reset(&self) {
+        // SAFETY: an all-zero `sockaddr` is a valid value; only its family is read.
+        let mut unspec: libc::sockaddr = unsafe { std::mem::zeroed() };
+        unspec.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+        // SAFETY: connect(2) reads `size_of::<sockaddr>()` bytes from `unspec`, which lives
+        // across the call; the fd is this peer's open socket.
+        let r = unsafe {
+            libc::connect(
+                self.sock.as_raw_fd(),
+                &unspec,
+                std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            eprintln!("proxy: {}", self.error("reset", e));
+        }
     }
 
     /// `e`, saying which peer and which op.
@@ -111,6 +137,16 @@ pub(crate) async fn serve(client: TcpStream, cfg: Rc<Config>) {
         }
     }
     let cfg = &*cfg;
+    if cfg.mode == Mode::Splice {
+        let all = std::iter::once(&client).chain([&upstream]).chain(&mirrors);
+        if let Some(e) = all
+            .map(|p| poll::set_nonblocking(&p.sock).map_err(|e| p.error("O_NONBLOCK", e)))
+            .find_map(Result::err)
+        {
+            eprintln!("proxy: connection from {client_addr} ended: {e}");
+            return;
+        }
+    }
     let forward = async {
         match cfg.mode {
             Mode::Splice => splice::forward(&client, &upstream, &mirrors, cfg).await,
@@ -131,8 +167,9 @@ pub(crate) async fn serve(client: TcpStream, cfg: Rc<Config>) {
     match select(both, discards).await {
         Either::Left((Ok(_), discards)) => {
             // Closing a socket with unread data resets it, and a reset can cost the mirror
-            // the tail of the stream it has not read yet: wait (boundedly) for its end.
-            let _ = timeout(MIRROR_LINGER, discards).await;
+            // the tail of the stream it has not read yet: wait (boundedly) for its end. A
+            // mirror that was dropped is reset already and ends at once.
+            let _ = timeout(MIRROR_LINGER.min(cfg.mirror_timeout), discards).await;
         }
         Either::Left((Err(e), _)) => {
             eprintln!("proxy: connection from {client_addr} ended: {e}");

@@ -17,7 +17,9 @@
 //!
 //! - `lease` (`relay.rs`): a multishot recv into the connection's buffer ring; the buffer the
 //!   kernel picked is sent to every destination as is, and returns to the ring when the last
-//!   send is done;
+//!   send is done. A direction gets its ring only once it carries a stream (a receive filled
+//!   a whole buffer); until then it receives into heap buffers, so short connections cost
+//!   what they do in copy mode;
 //! - `splice` (`splice.rs`): splice into a pipe, tee into each mirror's pipe, splice out; the
 //!   data never enters user memory;
 //! - `copy` (`relay.rs`): recv into a `Vec`, `write_all` of it to each destination.
@@ -33,13 +35,22 @@
 //!   the order they were received, finishing short sends before the next chunk.
 //! - **Contained**: an error ends its connection only; a failing mirror only leaves the
 //!   fan-out of its connection.
+//! - **Mirrors never slow the client**: a mirror more than `--mirror-budget` behind the
+//!   upstream, or taking nothing for `--mirror-timeout`, is dropped from its connection
+//!   (its TCP connection reset, one stderr line, counted in `--stats`).
+//! - **No thread per connection**: splice mode waits for readiness in the ring and splices
+//!   only what is there, so io-wq workers (capped per ring by the runtime) never wait on an
+//!   idle socket.
 //!
 //! # Files
 //!
 //! `args.rs` the command line; `conn.rs` a connection's life; `relay.rs` lease and copy
-//! modes; `queue.rs` the per-destination chunk queues; `splice.rs` splice mode; `stats.rs`
-//! the byte budget and `--stats`.
+//! modes; `queue.rs` the per-destination chunk queues; `mirror.rs` mirror budgets, stall
+//! timeouts and drops; `splice.rs` splice mode; `poll.rs` readiness for it; `stats.rs` the
+//! byte budget and `--stats`.
 
+#[path = "../common/duration.rs"]
+mod duration;
 #[path = "../common/listen.rs"]
 mod listen;
 #[path = "../common/signals.rs"]
@@ -49,6 +60,8 @@ mod size;
 
 mod args;
 mod conn;
+mod mirror;
+mod poll;
 mod queue;
 mod relay;
 mod splice;
@@ -78,6 +91,10 @@ pub(crate) struct Config {
     pub mode: Mode,
     pub max_buffered: usize,
     pub buf_size: usize,
+    /// `None`: `--mirror-budget off`.
+    pub mirror_budget: Option<usize>,
+    pub mirror_timeout: std::time::Duration,
+    pub ring_memory: usize,
     pub zc: bool,
     /// `/proc/sys/fs/pipe-max-size`: the largest pipe an unprivileged process may ask for.
     pipe_max: usize,
@@ -97,6 +114,9 @@ impl Config {
             mode: a.mode,
             max_buffered: a.max_buffered,
             buf_size: a.buf_size,
+            mirror_budget: a.mirror_budget,
+            mirror_timeout: a.mirror_timeout,
+            ring_memory: a.ring_memory,
             zc: a.zc,
             pipe_max,
         }
@@ -109,18 +129,31 @@ impl Config {
         1 << n.ilog2()
     }
 
-    /// Bytes per pipe in splice mode: half the bound with mirrors (a round in the main pipe
-    /// and the previous one in the taps), all of it without; a power of two (the kernel rounds
+    /// Bytes per main pipe in splice mode (the round size): the bound without mirrors; with
+    /// them, what the mirror budget leaves of the bound, and at most half a tap, so a mirror
+    /// one round behind still takes the next round whole. A power of two (the kernel rounds
     /// pipe sizes up to one), at least a page, at most `pipe-max-size`.
     pub(crate) fn pipe_size(&self, taps: bool) -> usize {
         let want = if taps {
-            self.max_buffered / 2
+            let budget = self.mirror_budget.unwrap_or(self.max_buffered / 2);
+            (self.max_buffered.saturating_sub(budget)).min(self.tap_size() / 2)
         } else {
             self.max_buffered
         };
-        let size = want.min(self.pipe_max).max(PAGE);
-        1 << size.ilog2()
+        pow2_pipe(want.min(self.pipe_max))
     }
+
+    /// Bytes per tap pipe in splice mode: the mirror budget (half the bound with `off`),
+    /// within `pipe-max-size` (a tee that does not fit the tap drops the mirror too).
+    pub(crate) fn tap_size(&self) -> usize {
+        let budget = self.mirror_budget.unwrap_or(self.max_buffered / 2);
+        pow2_pipe(budget.min(self.pipe_max))
+    }
+}
+
+/// The power of two at or below `want`, at least a page.
+fn pow2_pipe(want: usize) -> usize {
+    1 << want.max(PAGE).ilog2()
 }
 
 /// Bind on `core`, report the bound address (or the error) on `ready`, then accept forever,

@@ -6,11 +6,17 @@
 //! its queue in order. So the chunk — and the ring buffer under a lease — is released, and its
 //! bytes leave the budget, when the slowest destination has sent it.
 //!
+//! The upstream's queue advances the direction's [`Lead`] as its chunks are sent, a mirror's
+//! queue its [`Lag`]; a mirror that falls too far behind is dropped by its writer, which
+//! detaches its queue (`mirror.rs`).
+//!
 //! Invariants:
 //! - one reader pushes, one writer pops, both on the connection's task: a queue is a
 //!   `RefCell`, never borrowed across an `.await`;
-//! - a detached queue (its destination failed) drops what it holds and every later push, so
-//!   a dead mirror never pins chunks.
+//! - a detached queue (its destination failed or fell behind) drops what it holds and every
+//!   later push, so a dead or slow mirror never pins chunks;
+//! - progress is counted in chunk `size`s (whole receive buffers: the memory a chunk holds),
+//!   once per chunk, when its writer has sent its last byte ([`Queue::sent`]).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -20,6 +26,7 @@ use std::task::{Poll, Waker};
 
 use ringleader::buf::{IoBuf, Lease};
 
+use crate::mirror::{Lag, Lead};
 use crate::stats::Held;
 
 /// Where a chunk's bytes are.
@@ -35,12 +42,17 @@ pub(crate) enum Data {
 #[derive(Debug)]
 pub(crate) struct Chunk {
     pub data: Data,
-    _held: Held,
+    held: Held,
 }
 
 impl Chunk {
     pub(crate) fn new(data: Data, held: Held) -> Rc<Chunk> {
-        Rc::new(Chunk { data, _held: held })
+        Rc::new(Chunk { data, held })
+    }
+
+    /// The memory it holds (the whole receive buffer), what budgets count.
+    pub(crate) fn size(&self) -> usize {
+        self.held.bytes()
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -51,23 +63,34 @@ impl Chunk {
     }
 }
 
-/// A chunk as an owned buffer, for the owned-buffer send ops (`write_all`).
+/// A chunk's bytes from an offset on, as an owned buffer for the owned-buffer send ops.
 #[derive(Debug)]
-pub(crate) struct SharedChunk(pub Rc<Chunk>);
+pub(crate) struct SharedChunk {
+    chunk: Rc<Chunk>,
+    off: usize,
+}
+
+impl SharedChunk {
+    /// `chunk.bytes()[off..]` (`off` at most its length).
+    pub(crate) fn new(chunk: Rc<Chunk>, off: usize) -> SharedChunk {
+        let off = off.min(chunk.bytes().len());
+        SharedChunk { chunk, off }
+    }
+}
 
 // SAFETY: the bytes live in the chunk's `Vec` heap buffer or ring buffer, which the `Rc` keeps
 // alive and which never move or change: a chunk is never mutated after it is made (no `&mut`
-// to it is ever handed out), so the pointer covers `len` initialised bytes until the last
-// clone is dropped.
+// to it is ever handed out), so the pointer covers `len - off` initialised bytes until the
+// last clone is dropped.
 unsafe impl IoBuf for SharedChunk {
     fn stable_ptr(&self) -> *const u8 {
-        self.0.bytes().as_ptr()
+        self.chunk.bytes()[self.off..].as_ptr()
     }
     fn bytes_init(&self) -> usize {
-        self.0.bytes().len()
+        self.chunk.bytes().len() - self.off
     }
     fn bytes_total(&self) -> usize {
-        self.0.bytes().len()
+        self.bytes_init()
     }
 }
 
@@ -81,18 +104,53 @@ struct State {
     waker: Option<Waker>,
 }
 
-/// One destination's FIFO of chunks.
-#[derive(Default)]
-pub(crate) struct Queue {
-    st: RefCell<State>,
+/// Whose queue it is, for the progress it reports.
+enum Kind<'l> {
+    /// The upstream (or, backward, the client): it sets the pace.
+    Lead(&'l Lead),
+    /// A mirror, measured against the lead.
+    Mirror(Lag<'l>),
 }
 
-impl Queue {
+/// One destination's FIFO of chunks.
+pub(crate) struct Queue<'l> {
+    st: RefCell<State>,
+    kind: Kind<'l>,
+}
+
+impl<'l> Queue<'l> {
+    /// The queue of the destination that sets the pace.
+    pub(crate) fn lead(lead: &'l Lead) -> Queue<'l> {
+        Queue {
+            st: RefCell::default(),
+            kind: Kind::Lead(lead),
+        }
+    }
+
+    /// The queue of a mirror.
+    pub(crate) fn mirror(lag: Lag<'l>) -> Queue<'l> {
+        Queue {
+            st: RefCell::default(),
+            kind: Kind::Mirror(lag),
+        }
+    }
+
+    /// The mirror's lag (`None` for the lead).
+    pub(crate) fn lag(&self) -> Option<&Lag<'l>> {
+        match &self.kind {
+            Kind::Mirror(lag) => Some(lag),
+            Kind::Lead(_) => None,
+        }
+    }
+
     pub(crate) fn push(&self, chunk: Rc<Chunk>) {
         let waker = {
             let mut st = self.st.borrow_mut();
             if st.detached {
                 return;
+            }
+            if let Some(lag) = self.lag() {
+                lag.give(chunk.size());
             }
             st.items.push_back(chunk);
             st.waker.take()
@@ -114,7 +172,15 @@ impl Queue {
         }
     }
 
-    /// The destination failed: release what is queued and refuse what comes.
+    /// The writer sent the last byte of `chunk`.
+    pub(crate) fn sent(&self, chunk: &Chunk) {
+        match &self.kind {
+            Kind::Lead(lead) => lead.advance(chunk.size()),
+            Kind::Mirror(lag) => lag.took(chunk.size()),
+        }
+    }
+
+    /// The destination failed or fell behind: release what is queued and refuse what comes.
     pub(crate) fn detach(&self) {
         let dropped = {
             let mut st = self.st.borrow_mut();

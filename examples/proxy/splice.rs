@@ -3,84 +3,150 @@
 //!
 //! # Client to upstream and mirrors
 //!
-//! Per connection, one *main* pipe and one *tap* pipe per mirror, all of `P` bytes. A round:
+//! Per connection, one *main* pipe of `P` bytes and, per mirror, a *tap* pipe of `T` bytes
+//! and a *drainer*. A round:
 //!
 //! 1. **fill**: a [`PipeGroup`] leader `SPLICE`s up to `P` bytes from the client into the
-//!    main pipe (`IORING_OP_SPLICE`, run by the kernel's io-wq: it waits for data). Meanwhile
-//!    the previous round's taps drain to their mirrors (`SPLICE` tap pipe → mirror socket).
-//! 2. **fan out**: once every tap is empty, a [`PipeGroup`] on the main pipe `TEE`s its `n`
-//!    bytes into each tap (page references, no copy) and then `SPLICE`s them to the upstream.
-//!    A short splice to the upstream is finished from what is left in the pipe.
-//! 3. the taps drain during the next fill.
+//!    (empty) main pipe;
+//! 2. **fan out**: a [`PipeGroup`] on the main pipe `TEE`s its `n` bytes into each mirror's
+//!    tap (page references, no copy), then `SPLICE`s them to the upstream; a short splice to
+//!    the upstream is finished from what is left in the pipe;
+//! 3. meanwhile each drainer `SPLICE`s its tap to its mirror, round after round, on its own.
 //!
-//! Why wait for empty taps: `TEE` always copies from the *start* of the main pipe and stops
-//! when the tap is full, so a short tee could not be resumed. An empty tap as large as the
-//! main pipe always takes all of it (both have the same number of slots), so every tee is
-//! whole.
+//! **A mirror never holds the client back.** Its tap (`T` bytes: the mirror budget, within
+//! `pipe-max-size`) holds what it is behind, and `P <= T / 2`, so a mirror that is a round
+//! behind still takes the next one whole. A mirror that falls more than `--mirror-budget`
+//! behind the upstream, whose tee comes up short (its tap's slots are full), or that takes
+//! nothing for `--mirror-timeout`, is dropped (`mirror.rs`); the upstream path never waits
+//! for a tap. `TEE` copies from the *start* of the main pipe and stops when the tap is full,
+//! so a short tee cannot be resumed: the mirror would see a hole, hence the drop. With
+//! `--mirror-budget off` the fan-out waits instead for each tap to be empty before teeing
+//! into it, so the mirror gets everything and slows the client, up to its stall timeout.
 //!
-//! **Backpressure** is the pipes: a mirror that does not read keeps its tap full, the next
-//! fan-out waits, the main pipe stays full and the next fill waits: the client's bytes stay
-//! in its socket. The direction holds at most the main pipe plus one round in the taps
-//! (tees share pages, so several taps hold one copy): `P = max_buffered / 2` with mirrors,
-//! `max_buffered` without (rounded down to a power of two, at least a page, at most
-//! `/proc/sys/fs/pipe-max-size`).
+//! **Backpressure** is the main pipe: a slow upstream keeps it full, the next fill waits, and
+//! the client's bytes stay in its socket. The direction holds at most the main pipe plus the
+//! most any tap holds (tees share pages): `P + budget <= --max-buffered`.
+//!
+//! # No waiting in io-wq
+//!
+//! The kernel runs every splice and tee in an io-wq worker. On blocking fds a splice blocks
+//! its worker until data (or room) comes: a thread per idle connection, and under the
+//! runtime's cap on io-wq workers, splices of busy connections queued behind idle ones. So
+//! every socket and pipe here is non-blocking (`conn.rs` sets the sockets): a splice moves
+//! what it can and returns, `EAGAIN` if nothing; the proxy then waits for readiness with a
+//! poll in the ring (`poll.rs`), which takes no thread, and tries again. Each splice is tried
+//! first and polled for only when it finds nothing to do, so a busy stream costs no polls.
 //!
 //! # Upstream to client
 //!
-//! One pipe and one [`PipeGroup`] per round: leader `SPLICE` upstream → pipe, then a drain
-//! `SPLICE` pipe → client.
+//! One pipe: fill it from the upstream, drain it to the client, repeat.
 
-use std::future::IntoFuture;
+use std::cell::{Cell, RefCell};
+use std::future::{IntoFuture, poll_fn};
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
+use std::pin::pin;
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 
-use futures::future::{join, join_all};
+use futures::future::{Either, join, join_all, select};
 use ringleader::buf::PipeLease;
 use ringleader::group::PipeGroup;
 
 use crate::Config;
 use crate::conn::Peer;
+use crate::mirror::{self, Lag, Lead, Why};
+use crate::poll::{self, would_block};
 use crate::stats::Budget;
 
-/// A mirror's pipe: teed into from the main pipe, drained to the mirror.
+/// What the fan-out and a mirror's drainer share: its lag and the tee target.
 struct Tap<'p> {
     peer: &'p Peer,
-    pipe: PipeLease,
-    /// A duplicate of the pipe's write end, as the tee's target.
-    w: Rc<OwnedFd>,
-    /// False once the mirror failed: it gets nothing more on this connection.
-    live: bool,
+    /// The fan-out, waiting for the tap to empty (`--mirror-budget off`).
+    room_waker: RefCell<Option<Waker>>,
+    /// A duplicate of the tap pipe's write end, as the tee's target; taken when the mirror
+    /// is dropped, so the pipe (and the pages it holds) goes with the drainer.
+    w: RefCell<Option<Rc<OwnedFd>>>,
+    lag: Lag<'p>,
+    /// A tee put bytes in the tap since the drainer last looked.
+    pending: Cell<bool>,
+    /// The client's stream ended: the drainer empties the tap, then shuts the mirror down.
+    closed: Cell<bool>,
+    /// The drainer, waiting for bytes.
+    waker: RefCell<Option<Waker>>,
 }
 
 impl<'p> Tap<'p> {
-    fn new(peer: &'p Peer, size: usize) -> io::Result<Tap<'p>> {
-        let pipe = new_pipe(size)?;
+    fn new(peer: &'p Peer, pipe: &PipeLease, lag: Lag<'p>) -> io::Result<Tap<'p>> {
         let w = Rc::new(pipe.write_fd().try_clone_to_owned()?);
         Ok(Tap {
             peer,
-            pipe,
-            w,
-            live: true,
+            room_waker: RefCell::new(None),
+            w: RefCell::new(Some(w)),
+            lag,
+            pending: Cell::new(false),
+            closed: Cell::new(false),
+            waker: RefCell::new(None),
         })
     }
 
-    fn fail(&mut self, e: io::Error) {
-        self.live = false;
-        eprintln!("proxy: {e}; this connection goes on without that mirror");
+    fn wake(&self) {
+        self.pending.set(true);
+        let waker = self.waker.borrow_mut().take();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
-    /// Splice everything in the tap to the mirror.
-    async fn drain(&mut self) {
-        if let Err(e) = drain_pipe(&mut self.pipe, self.peer).await {
-            self.fail(e);
+    /// Still in the fan-out: then `n` more bytes are on their way to it.
+    fn takes(&self, n: usize) -> bool {
+        let live = self.w.borrow().is_some() && !self.lag.is_condemned();
+        if live {
+            self.lag.give(n);
+        }
+        live
+    }
+
+    /// The drainer moved bytes (or the mirror was dropped): a waiting fan-out looks again.
+    fn wake_fan_out(&self) {
+        let waker = self.room_waker.borrow_mut().take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// `--mirror-budget off`: wait until the tap is empty or the mirror dropped.
+    async fn empty(&self) {
+        poll_fn(|cx| {
+            if self.lag.waiting() == 0 || self.w.borrow().is_none() || self.lag.is_condemned() {
+                return Poll::Ready(());
+            }
+            *self.room_waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+    }
+
+    /// The tee of a round of `n` bytes moved `res`.
+    fn teed(&self, res: io::Result<usize>, n: usize) {
+        match res {
+            Ok(k) if k == n => self.wake(),
+            // The tap's slots were full: the round does not fit whole, and cannot be resumed.
+            Ok(k) => self
+                .lag
+                .condemn(Why::Failed(self.peer.error("tee", short(k, n)))),
+            Err(e) => self.lag.condemn(Why::Failed(self.peer.error("tee", e))),
         }
     }
 }
 
+/// A pipe of at least `size` bytes whose ends do not block (see the module docs).
 fn new_pipe(size: usize) -> io::Result<PipeLease> {
-    PipeLease::new(size).map_err(|e| io::Error::new(e.kind(), format!("pipe: {e}")))
+    let pipe = PipeLease::new(size).map_err(|e| io::Error::new(e.kind(), format!("pipe: {e}")))?;
+    poll::set_nonblocking(pipe.read_fd())?;
+    poll::set_nonblocking(pipe.write_fd())?;
+    Ok(pipe)
 }
 
 /// Relay `src` (the client) to `upstream` and every mirror until `src` ends, then shut down
@@ -94,66 +160,118 @@ pub(crate) async fn forward(
     let size = cfg.pipe_size(!mirrors.is_empty());
     let budget = Budget::new(cfg.max_buffered);
     let mut main = new_pipe(size)?;
-    let mut taps = mirrors
-        .iter()
-        .map(|m| Tap::new(m, size))
-        .collect::<io::Result<Vec<_>>>()?;
-    // Bytes the last round teed, held by the taps until they have drained.
-    let mut in_taps = 0;
-    loop {
-        let fill = PipeGroup::new(&mut main)
-            .splice_from(&src.sock, None, size)
-            .into_future();
-        let drains = join_all(
-            taps.iter_mut()
-                .filter(|t| t.live && in_taps > 0)
-                .map(Tap::drain),
-        );
-        let (filled, _) = join(fill, drains).await;
-        let n = filled.leader.map_err(|e| src.error("splice from", e))?;
-        // The peak is both rounds at once: the fill ran while the taps drained.
-        budget.add(n);
-        budget.sub(in_taps);
-        in_taps = 0;
-        if n == 0 {
-            break;
-        }
-        let live: Vec<usize> = (0..taps.len()).filter(|&i| taps[i].live).collect();
-        let mut group = PipeGroup::new(&mut main);
-        for &i in &live {
-            group = group.tee_to(&taps[i].w);
-        }
-        let out = group.drain_to(&upstream.sock, None).await;
-        let mut results = out.members.into_iter();
-        for &i in &live {
-            let tap = &mut taps[i];
+    let lead = Lead::default();
+    let mut pipes = Vec::with_capacity(mirrors.len());
+    let mut taps = Vec::with_capacity(mirrors.len());
+    for m in mirrors {
+        let pipe = new_pipe(cfg.tap_size())?;
+        taps.push(Tap::new(m, &pipe, Lag::new(&lead, cfg.mirror_budget))?);
+        pipes.push(pipe);
+    }
+    // What the budget counts for the taps: the most any one holds (tees share pages).
+    let in_taps = Cell::new(0);
+    let sync = || {
+        let now = taps
+            .iter()
+            .filter(|t| t.w.borrow().is_some())
+            .map(|t| t.lag.waiting() as usize)
+            .max()
+            .unwrap_or(0);
+        let was = in_taps.replace(now);
+        budget.add(now.saturating_sub(was));
+        budget.sub(was.saturating_sub(now));
+    };
+    let fan_out = async {
+        loop {
+            let n = fill(&mut main, src, size).await?;
+            if n == 0 {
+                break;
+            }
+            budget.add(n);
+            if cfg.mirror_budget.is_none() {
+                join_all(taps.iter().map(Tap::empty)).await;
+            }
+            let live: Vec<&Tap> = taps.iter().filter(|t| t.takes(n)).collect();
+            let mut group = PipeGroup::new(&mut main);
+            for t in &live {
+                if let Some(w) = &*t.w.borrow() {
+                    group = group.tee_to(w);
+                }
+            }
+            let out = group.drain_to(&upstream.sock, None).await;
+            let mut results = out.members.into_iter();
+            for t in &live {
+                let res = results.next().unwrap_or_else(|| Err(short(0, n)));
+                t.teed(res, n);
+            }
+            sync();
             match results.next() {
                 Some(Ok(k)) if k == n => {}
-                Some(Ok(k)) => tap.fail(tap.peer.error("tee", short(k, n))),
-                Some(Err(e)) => tap.fail(tap.peer.error("tee", e)),
-                None => tap.fail(tap.peer.error("tee", short(0, n))),
+                // Short, or the upstream's socket was full: the rest is still in the pipe.
+                Some(Ok(_)) => drain(&mut main, upstream, None).await?,
+                Some(Err(e)) if would_block(&e) => drain(&mut main, upstream, None).await?,
+                Some(Err(e)) => return Err(upstream.error("splice to", e)),
+                None => return Err(upstream.error("splice to", short(0, n))),
             }
-        }
-        match results.next() {
-            Some(Ok(k)) if k == n => {}
-            // A short splice: the rest is still in the main pipe.
-            Some(Ok(_)) => drain_pipe(&mut main, upstream).await?,
-            Some(Err(e)) => return Err(upstream.error("splice to", e)),
-            None => return Err(upstream.error("splice to", short(0, n))),
-        }
-        if taps.iter().any(|t| t.live) {
-            in_taps = n;
-        } else {
+            lead.advance(n);
             budget.sub(n);
         }
-    }
-    let mirrors_done = join_all(taps.iter_mut().filter(|t| t.live).map(|t| async move {
-        if let Err(e) = t.peer.sock.shutdown(Shutdown::Write).await {
-            t.fail(t.peer.error("shutdown", e));
+        for t in &taps {
+            t.closed.set(true);
+            t.wake();
         }
-    }));
-    let (up, _) = join(upstream.sock.shutdown(Shutdown::Write), mirrors_done).await;
-    up.map_err(|e| upstream.error("shutdown", e))
+        upstream
+            .sock
+            .shutdown(Shutdown::Write)
+            .await
+            .map_err(|e| upstream.error("shutdown", e))
+    };
+    let drainers = join_all(
+        taps.iter()
+            .zip(pipes)
+            .map(|(t, pipe)| drain_tap(t, pipe, cfg, &sync)),
+    );
+    let (res, _) = join(fan_out, drainers).await;
+    res
+}
+
+/// A mirror's drainer: splice its tap to it as bytes come, until the stream ends (then shut
+/// down its write side) or the mirror is dropped. Never fails the connection.
+async fn drain_tap(tap: &Tap<'_>, mut pipe: PipeLease, cfg: &Config, sync: &impl Fn()) {
+    let work = async {
+        loop {
+            // Woken by a tee or the end; each wake-up is used once, so an empty tap (its
+            // bytes drained with an earlier round's) just waits again.
+            poll_fn(|cx| {
+                if tap.pending.replace(false) || tap.closed.get() {
+                    return Poll::Ready(());
+                }
+                *tap.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+            drain(&mut pipe, tap.peer, Some(&tap.lag)).await?;
+            sync();
+            tap.wake_fan_out();
+            // After the end every tee is done: once the tap is empty, so is the stream.
+            if tap.closed.get() && pipe.is_empty()? {
+                return tap.peer.sock.shutdown(Shutdown::Write).await;
+            }
+        }
+    };
+    let work = pin!(work);
+    let over = pin!(tap.lag.over());
+    let stalled = pin!(tap.lag.stalled(cfg.mirror_timeout));
+    let why = match select(work, select(over, stalled)).await {
+        Either::Left((Ok(()), _)) => return,
+        Either::Left((Err(e), _)) => Why::Failed(e),
+        Either::Right((Either::Left((why, _)) | Either::Right((why, _)), _)) => why,
+    };
+    tap.lag.condemn(Why::Gone);
+    tap.w.borrow_mut().take();
+    sync();
+    tap.wake_fan_out();
+    mirror::drop_mirror(tap.peer, why);
 }
 
 /// Relay `src` (the upstream) to `dst` (the client) until `src` ends, then shut down `dst`'s
@@ -163,21 +281,12 @@ pub(crate) async fn backward(src: &Peer, dst: &Peer, cfg: &Config) -> io::Result
     let budget = Budget::new(cfg.max_buffered);
     let mut pipe = new_pipe(size)?;
     loop {
-        let out = PipeGroup::new(&mut pipe)
-            .splice_from(&src.sock, None, size)
-            .drain_to(&dst.sock, None)
-            .await;
-        let n = out.leader.map_err(|e| src.error("splice from", e))?;
+        let n = fill(&mut pipe, src, size).await?;
         if n == 0 {
             break;
         }
         budget.add(n);
-        match out.members.into_iter().next() {
-            Some(Ok(k)) if k == n => {}
-            Some(Ok(_)) => drain_pipe(&mut pipe, dst).await?,
-            Some(Err(e)) => return Err(dst.error("splice to", e)),
-            None => return Err(dst.error("splice to", short(0, n))),
-        }
+        drain(&mut pipe, dst, None).await?;
         budget.sub(n);
     }
     dst.sock
@@ -186,20 +295,50 @@ pub(crate) async fn backward(src: &Peer, dst: &Peer, cfg: &Config) -> io::Result
         .map_err(|e| dst.error("shutdown", e))
 }
 
-/// Splice what `pipe` holds to `dst` until it is empty.
-async fn drain_pipe(pipe: &mut PipeLease, dst: &Peer) -> io::Result<()> {
+/// Splice up to `len` bytes from `src` into the empty `pipe`, waiting for `src` to be
+/// readable when it has nothing; `Ok(0)` at its end of stream.
+async fn fill(pipe: &mut PipeLease, src: &Peer, len: usize) -> io::Result<usize> {
+    loop {
+        let out = PipeGroup::new(pipe)
+            .splice_from(&src.sock, None, len)
+            .into_future()
+            .await;
+        match out.leader {
+            Ok(n) => return Ok(n),
+            Err(e) if would_block(&e) => {
+                poll::readable(&src.sock)
+                    .await
+                    .map_err(|e| src.error("poll", e))?;
+            }
+            Err(e) => return Err(src.error("splice from", e)),
+        }
+    }
+}
+
+/// Splice everything in `pipe` to `dst`, waiting for room when its socket is full; each move
+/// counts in `lag` (a mirror's).
+async fn drain(pipe: &mut PipeLease, dst: &Peer, lag: Option<&Lag<'_>>) -> io::Result<()> {
     while pipe.len()? > 0 {
         let out = PipeGroup::new(pipe).drain_to(&dst.sock, None).await;
         match out.members.into_iter().next() {
             Some(Ok(0)) | None => return Err(dst.error("splice to", short(0, 1))),
-            Some(Ok(_)) => {}
+            Some(Ok(k)) => {
+                if let Some(lag) = lag {
+                    lag.took(k);
+                }
+            }
+            Some(Err(e)) if would_block(&e) => {
+                poll::writable(&dst.sock)
+                    .await
+                    .map_err(|e| dst.error("poll", e))?;
+            }
             Some(Err(e)) => return Err(dst.error("splice to", e)),
         }
     }
     Ok(())
 }
 
-#[cold] // The kernel moves whole requests between a pipe and a blocking socket.
+#[cold] // A tee into a full tap, or a splice that moved nothing from a non-empty pipe.
 fn short(k: usize, n: usize) -> io::Error {
     io::Error::new(io::ErrorKind::WriteZero, format!("moved {k} of {n} bytes"))
 }

@@ -6,7 +6,7 @@
 //! thread prints with `--stats`:
 //!
 //! ```text
-//! proxy-stats: conns=3 accepted=1000 held_bytes=131072 max_held_bytes=4194304 bound=4194304 throttled=17
+//! proxy-stats: conns=3 accepted=1000 held_bytes=131072 max_held_bytes=4194304 bound=4194304 throttled=17 mirrors_dropped=1 rings=2
 //! ```
 //!
 //! - `conns`: connections open now; `accepted`: since start;
@@ -15,7 +15,11 @@
 //!   never above `bound` (`--max-buffered`), which is the point of the budget;
 //! - `throttled`: times a reader stopped receiving because its direction held the bound
 //!   (a starved buffer ring, a full copy window; splice mode throttles in the kernel, on its
-//!   full pipes, and does not count here).
+//!   full pipes, and does not count here);
+//! - `mirrors_dropped`: mirrors dropped from their connection since start: over their
+//!   `--mirror-budget`, stalled for `--mirror-timeout`, or failed;
+//! - `rings`: buffer rings mapped now, all cores (lease mode: connection directions that
+//!   carry a stream, plus idle rings kept for reuse).
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -30,6 +34,13 @@ pub(crate) static ACCEPTED: AtomicU64 = AtomicU64::new(0);
 static HELD: AtomicUsize = AtomicUsize::new(0);
 static MAX_HELD: AtomicUsize = AtomicUsize::new(0);
 static THROTTLED: AtomicU64 = AtomicU64::new(0);
+static MIRRORS_DROPPED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static RINGS: AtomicUsize = AtomicUsize::new(0);
+
+/// Count one mirror dropped from its connection.
+pub(crate) fn mirror_dropped() {
+    MIRRORS_DROPPED.fetch_add(1, Relaxed);
+}
 
 /// Count `n` more backpressure stops.
 pub(crate) fn throttled(n: u64) {
@@ -114,6 +125,20 @@ impl Budget {
     }
 }
 
+impl Budget {
+    /// Wait until the direction holds nothing (not counted as a throttle).
+    pub(crate) async fn drained(&self) {
+        poll_fn(|cx| {
+            if self.held.get() == 0 {
+                return Poll::Ready(());
+            }
+            *self.waiter.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+    }
+}
+
 impl Drop for Budget {
     fn drop(&mut self) {
         // A direction that ends with bytes still counted (a failed splice round) gives them
@@ -129,6 +154,13 @@ pub(crate) struct Held {
     n: usize,
 }
 
+impl Held {
+    /// The bytes it holds.
+    pub(crate) fn bytes(&self) -> usize {
+        self.n
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         self.budget.sub(self.n);
@@ -138,13 +170,16 @@ impl Drop for Held {
 /// The current `proxy-stats:` line.
 pub(crate) fn line(bound: usize) -> String {
     format!(
-        "proxy-stats: conns={} accepted={} held_bytes={} max_held_bytes={} bound={} throttled={}",
+        "proxy-stats: conns={} accepted={} held_bytes={} max_held_bytes={} bound={} throttled={} \
+         mirrors_dropped={} rings={}",
         CONNS.load(Relaxed),
         ACCEPTED.load(Relaxed),
         HELD.load(Relaxed),
         MAX_HELD.load(Relaxed),
         bound,
         THROTTLED.load(Relaxed),
+        MIRRORS_DROPPED.load(Relaxed),
+        RINGS.load(Relaxed),
     )
 }
 

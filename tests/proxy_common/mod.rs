@@ -25,6 +25,13 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub const MODES: [&str; 3] = ["lease", "splice", "copy"];
 
+/// Flags for tests that check that every mirror gets every byte: a mirror that falls behind
+/// the upstream is dropped by default (`--mirror-budget`), and a test server on a loaded
+/// machine may pause for longer than the default budget lasts at loopback speed. With `off`
+/// a mirror is never dropped for its lag (only after `--mirror-timeout` without progress);
+/// `proxy_stalled_mirror_*` tests the budget itself.
+pub const LOSSLESS: [&str; 2] = ["--mirror-budget", "off"];
+
 /// The example's binary (see `support/example_bin.rs`).
 pub fn proxy_bin() -> PathBuf {
     example_bin::example_bin("proxy", &[])
@@ -39,6 +46,8 @@ pub struct Stats {
     pub max_held_bytes: u64,
     pub bound: u64,
     pub throttled: u64,
+    pub mirrors_dropped: u64,
+    pub rings: u64,
 }
 
 impl Stats {
@@ -55,6 +64,8 @@ impl Stats {
                 "max_held_bytes" => s.max_held_bytes = v,
                 "bound" => s.bound = v,
                 "throttled" => s.throttled = v,
+                "mirrors_dropped" => s.mirrors_dropped = v,
+                "rings" => s.rings = v,
                 _ => {}
             }
         }
@@ -187,6 +198,23 @@ impl Proxy {
             self.all_stats().len() > seen
         });
         *self.all_stats().last().unwrap()
+    }
+
+    /// The proxy's threads: (all, io-wq workers: named `iou-wrk-*`).
+    pub fn threads(&self) -> (usize, usize) {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return (0, 0);
+        };
+        let mut all = 0;
+        let mut iowq = 0;
+        for t in dir.flatten() {
+            all += 1;
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.starts_with("iou-wrk") {
+                iowq += 1;
+            }
+        }
+        (all, iowq)
     }
 
     /// Whether the process still runs.
