@@ -237,15 +237,14 @@ async fn echo(stream: TcpStream, ring: BufRing, conn: Conn, idle: Option<Duratio
 /// echoes is let go.
 async fn or_idle<F: Future>(fut: F, timer: &mut IdleTimer, conn: &Conn) -> Option<F::Output> {
     let mut fut = pin!(fut);
-    let mut draining = false;
     poll_fn(|cx| {
         if let Poll::Ready(v) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(v));
         }
-        if !draining && Pin::new(&mut conn.stopping()).poll(cx).is_ready() {
-            draining = true;
-            let quiet = timer.limit().map_or(DRAIN_QUIET, |l| l.min(DRAIN_QUIET));
-            timer.set_limit(Some(quiet));
+        if timer.limit().is_none_or(|l| l > DRAIN_QUIET)
+            && Pin::new(&mut conn.stopping()).poll(cx).is_ready()
+        {
+            timer.set_limit(Some(DRAIN_QUIET));
         }
         timer.poll_expired(cx).map(|()| None)
     })

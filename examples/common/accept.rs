@@ -180,6 +180,12 @@ impl Gate {
     {
         let me = Arc::new(LoopWaker::default());
         self.shared.lock().push(Arc::clone(&me));
+        // Leaves the list however this future ends (stopped, or dropped by a runtime
+        // shutdown), so `drain` never waits for a loop that is gone.
+        let _registered = Registered {
+            shared: &self.shared,
+            me: &me,
+        };
         let local = Rc::new(Local::default());
         let mut state = LoopState {
             gate: self,
@@ -208,8 +214,19 @@ impl Gate {
         drop(state);
         drop(listener);
         local.stop();
+    }
+}
+
+/// A running loop's place in [`Shared::loops`], given up on drop.
+struct Registered<'a> {
+    shared: &'a Shared,
+    me: &'a Arc<LoopWaker>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
         let mut loops = self.shared.lock();
-        loops.retain(|l| !Arc::ptr_eq(l, &me));
+        loops.retain(|l| !Arc::ptr_eq(l, self.me));
         self.shared.drained.notify_all();
     }
 }

@@ -1,7 +1,7 @@
-//! Stop signals for the long-running examples (`nbd_server`, `proxy`), which include this
-//! file with `#[path]`: block them in every thread, then take them in `main` with `sigwait`,
-//! so a Ctrl-C or SIGTERM runs the normal shutdown (and removes temporary files) instead of
-//! killing the process mid-write.
+//! Stop signals for the long-running examples (`nbd_server`, `proxy`, `echo`,
+//! `http_server`), which include this file with `#[path]`: block them in every thread, then
+//! take them in `main` with `sigwait`, so a Ctrl-C or SIGTERM runs the normal shutdown (and
+//! removes temporary files) instead of killing the process mid-write.
 
 /// Block SIGINT, SIGTERM and SIGHUP in the calling thread (and the threads it starts), so
 /// that only [`wait_for_stop`] receives them. SIGINT and SIGTERM are first reset to their

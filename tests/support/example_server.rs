@@ -26,9 +26,7 @@ impl Server {
     /// `nofile` if given; wait for its `NAME: listening on ADDR` line.
     pub fn start(name: &str, features: &[&str], args: &[&str], nofile: Option<u64>) -> Server {
         let mut cmd = Command::new(example_bin(name, features));
-        cmd.args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         if let Some(n) = nofile {
             // SAFETY: the closure runs in the forked child before exec and only calls
             // setrlimit, which is async-signal-safe, on a local struct.
