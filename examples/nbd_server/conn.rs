@@ -7,16 +7,29 @@
 //! request header the buffer holds, so a burst of requests costs one receive. A `WRITE`'s
 //! payload is taken from that buffer and, for large payloads, received straight into the
 //! request's [`Block`]. Each valid request becomes a task (so requests run concurrently and
-//! finish in any order); invalid ones are answered at once with the protocol's error.
+//! finish in any order); invalid ones are answered at once with the protocol's error
+//! ([`check`] decides which).
+//!
+//! # Framing
+//!
+//! The handshake settles the [`Framing`]: compact 28-byte requests with simple replies, or
+//! with structured replies (READ data and errors as chunks), or extended headers: 32-byte
+//! requests whose lengths are 64 bits, and every reply an extended chunk (a success without
+//! data is a `NONE` chunk). Replies are built by [`Head`] from the request's [`ReplyTo`], so
+//! the code below is the same for all three. With extended headers TRIM, WRITE_ZEROES and
+//! BLOCK_STATUS may cover more than 4 GiB; READ and WRITE stay within [`MAX_REQUEST`].
 //!
 //! # Staying in step
 //!
-//! Only input that breaks the framing ends a connection: a wrong request magic, or end of
-//! stream. Everything else gets an error reply and the stream stays in step: a `WRITE` that
-//! is refused still has its payload read and thrown away. A payload cut short by the client
-//! going away is never written, not even in part: the write starts only once every byte has
-//! arrived. `NBD_CMD_DISC`, end of stream and errors all let the requests already started
-//! finish (a completed write is applied whole) before the socket closes.
+//! Only input that breaks the framing ends a connection: a wrong request magic, end of
+//! stream, or (extended headers) a payload announced longer than [`MAX_REQUEST`], which the
+//! protocol says to answer with a hard disconnect rather than read; the request gets an
+//! error reply first. Everything else gets an error reply and the stream stays in step: a
+//! refused `WRITE`, or a payload on a command that takes none, is still read and thrown
+//! away. A payload cut short by the client going away is never written, not even in part:
+//! the write starts only once every byte has arrived. `NBD_CMD_DISC`, end of stream and
+//! errors all let the requests already started finish (a completed write is applied whole)
+//! before the socket closes.
 //!
 //! # Limits
 //!
@@ -28,11 +41,11 @@
 //! server drains; once a connection is closing (its peer gone, its framing broken), queued
 //! work is cancelled at once (see `limits.rs`).
 
-use std::cell::Cell;
-use std::future::poll_fn;
+mod check;
+mod window;
+
 use std::io;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
 
 use ringleader::buf::{IoBuf, Lease};
 use ringleader::group::{Group, Leader, Member};
@@ -41,10 +54,12 @@ use ringleader::spawn;
 
 use crate::block::Block;
 use crate::export::Export;
-use crate::limits::{Activity, Budget, Charge, CoreLimits, Signal, Verdict, unless, watch};
+use crate::limits::{Activity, Budget, CoreLimits, Signal, Verdict, unless, watch};
 use crate::proto::*;
 use crate::reply::{self, Frame, Replies};
 use crate::status;
+use check::Rules;
+pub use window::{Permit, Window};
 
 /// The largest READ or WRITE (the protocol's recommended maximum, advertised in
 /// `NBD_INFO_BLOCK_SIZE`).
@@ -62,7 +77,7 @@ const COPY_IN_MAX: usize = 16 << 10;
 /// What the handshake settled.
 #[derive(Clone, Copy, Debug)]
 pub struct Session {
-    pub structured: bool,
+    pub framing: Framing,
     /// `base:allocation` was negotiated: `NBD_CMD_BLOCK_STATUS` is allowed.
     pub block_status: bool,
     pub zc_threshold: usize,
@@ -75,7 +90,8 @@ pub struct Session {
 enum End {
     /// `NBD_CMD_DISC`, or the client closed between requests.
     Clean,
-    /// Framing broken (wrong magic) or the stream failed mid-request.
+    /// Framing broken (wrong magic, an oversized payload) or the stream failed
+    /// mid-request.
     Broken(String),
     /// The connection is closing (peer gone, or closed by the watchdog): stop at once.
     Closing,
@@ -113,6 +129,13 @@ pub async fn transmission(
             .await
         }
     });
+    let rules = Rules {
+        size: export.size,
+        readonly: export.readonly,
+        align: export.align,
+        framing: session.framing,
+        block_status: session.block_status,
+    };
     let end = Reader {
         stream: &stream,
         export: &export,
@@ -121,6 +144,7 @@ pub async fn transmission(
         budget: &core.budget,
         drain: &core.drain,
         session,
+        rules,
         buf: RecvBuf::new(),
     }
     .run()
@@ -150,33 +174,37 @@ struct Reader<'a> {
     budget: &'a Rc<Budget>,
     drain: &'a Signal,
     session: Session,
+    rules: Rules,
     buf: RecvBuf,
 }
 
 impl Reader<'_> {
     async fn run(&mut self) -> End {
         let activity = &self.window.activity;
+        let framing = self.session.framing;
+        let head_len = framing.request_len();
         loop {
             activity.partial.set(self.buf.available() > 0);
-            match self.buf.fill(self.stream, REQUEST_LEN, activity).await {
+            match self.buf.fill(self.stream, head_len, activity).await {
                 _ if self.replies.closing().is_set() => return End::Closing,
                 Ok(true) => {}
                 Ok(false) if self.buf.available() == 0 => return End::Clean,
                 Ok(false) => return End::Broken("end of stream inside a request header".into()),
                 Err(e) => return End::Broken(format!("receive: {e}")),
             }
-            let head: [u8; REQUEST_LEN] =
-                self.buf.bytes()[..REQUEST_LEN].try_into().expect("filled");
-            self.buf.consume(REQUEST_LEN);
-            let Some(req) = parse_request(&head) else {
+            let Some(req) = self.parse(framing) else {
                 return End::Broken("wrong request magic".into());
             };
             activity.partial.set(true);
+            let payload = req.payload(framing);
             let step = match req.kind {
                 CMD_DISC => return End::Clean,
-                _ if self.drain.is_set() => self.refuse_draining(req).await,
+                _ if payload > u64::from(MAX_REQUEST) && framing == Framing::Extended => {
+                    return self.refuse_oversized_payload(req);
+                }
+                _ if self.drain.is_set() => self.refuse_draining(req, payload).await,
                 CMD_WRITE => self.write(req).await,
-                _ => self.other(req).await,
+                _ => self.other(req, payload).await,
             };
             if let Err(e) = step {
                 return e;
@@ -184,13 +212,37 @@ impl Reader<'_> {
         }
     }
 
-    /// The server is stopping: `NBD_ESHUTDOWN` for every new request (a `WRITE`'s payload
-    /// is read and dropped, to stay in step).
-    async fn refuse_draining(&mut self, req: Request) -> Result<(), End> {
-        if req.kind == CMD_WRITE {
-            self.discard(req.len as usize).await?;
-        }
-        self.reply_error(req.handle, NbdError::Shutdown, b"the server is stopping");
+    /// Take one request header (as many bytes as the framing's headers have are in the
+    /// buffer); `None` if its magic is wrong.
+    fn parse(&mut self, framing: Framing) -> Option<Request> {
+        let bytes = self.buf.bytes();
+        let req = if framing == Framing::Extended {
+            parse_extended_request(bytes[..EXTENDED_REQUEST_LEN].try_into().expect("filled"))
+        } else {
+            parse_request(bytes[..REQUEST_LEN].try_into().expect("filled"))
+        };
+        self.buf.consume(framing.request_len());
+        req
+    }
+
+    /// An extended request announcing a payload longer than [`MAX_REQUEST`]: the protocol
+    /// asks for a hard disconnect rather than reading it. The client gets `EINVAL` first,
+    /// so it can tell why.
+    #[cold] // A client that ignores the advertised maximum.
+    fn refuse_oversized_payload(&self, req: Request) -> End {
+        let msg = b"payload larger than the 32 MiB maximum: disconnecting";
+        self.reply_error(req, NbdError::Inval, msg);
+        End::Broken(format!(
+            "a {}-byte payload (command {}), above the {MAX_REQUEST}-byte maximum",
+            req.len, req.kind
+        ))
+    }
+
+    /// The server is stopping: `NBD_ESHUTDOWN` for every new request (a payload is read and
+    /// dropped, to stay in step).
+    async fn refuse_draining(&mut self, req: Request, payload: u64) -> Result<(), End> {
+        self.discard(payload).await?;
+        self.reply_error(req, NbdError::Shutdown, b"the server is stopping");
         Ok(())
     }
 
@@ -212,13 +264,14 @@ impl Reader<'_> {
 
     /// A `WRITE`: check it, take its payload (always, to stay in step), run it.
     async fn write(&mut self, req: Request) -> Result<(), End> {
-        let len = req.len as usize;
-        if let Err((err, msg)) = self.check(req, CMD_FLAG_FUA, true, NbdError::NoSpc) {
-            self.discard(len).await?;
-            self.reply_error(req.handle, err, msg);
+        if let Err((err, msg)) = self.rules.check(&req) {
+            self.discard(req.len).await?;
+            self.reply_error(req, err, msg);
             return Ok(());
         }
-        let permit = self.permit(len as u64).await?;
+        // Checked: at most MAX_REQUEST.
+        let len = req.len as usize;
+        let permit = self.permit(req.len).await?;
         let mut block = self.export.block(len);
         if len <= COPY_IN_MAX {
             self.need(len).await?;
@@ -237,7 +290,7 @@ impl Reader<'_> {
             }
         }
         let (export, replies) = (Rc::clone(self.export), Rc::clone(self.replies));
-        let structured = self.session.structured;
+        let to = req.reply_to(self.session.framing);
         spawn(async move {
             if replies.closing().is_set() {
                 // Nobody will read the reply: drop the write unacknowledged, unstarted.
@@ -247,8 +300,8 @@ impl Reader<'_> {
             let fua = req.flags & CMD_FLAG_FUA != 0;
             let res = export.write(block, req.offset, fua).await;
             let frame = match res {
-                Ok(()) => ok_frame(req.handle),
-                Err(e) => error_frame(structured, req.handle, e, b"write failed"),
+                Ok(()) => ok_frame(to),
+                Err(e) => error_frame(to, e, b"write failed"),
             };
             replies.push(Frame {
                 permit: Some(permit),
@@ -259,68 +312,34 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// Every request without a payload.
-    async fn other(&mut self, req: Request) -> Result<(), End> {
-        let checked = match req.kind {
-            CMD_READ => {
-                let df = if self.session.structured {
-                    CMD_FLAG_DF
-                } else {
-                    0
-                };
-                self.check(req, CMD_FLAG_FUA | df, false, NbdError::Inval)
-            }
-            CMD_TRIM => self.check(req, CMD_FLAG_FUA, true, NbdError::Inval),
-            CMD_WRITE_ZEROES => {
-                self.check(req, CMD_FLAG_FUA | CMD_FLAG_NO_HOLE, true, NbdError::NoSpc)
-            }
-            CMD_FLUSH if req.flags & !CMD_FLAG_FUA != 0 => {
-                Err((NbdError::Inval, &b"unknown command flags"[..]))
-            }
-            CMD_FLUSH if req.offset != 0 || req.len != 0 => Err((
-                NbdError::Inval,
-                &b"flush with a nonzero offset or length"[..],
-            )),
-            CMD_FLUSH => Ok(()),
-            CMD_BLOCK_STATUS if !self.session.block_status => Err((
-                NbdError::Inval,
-                &b"block status without the base:allocation context (NBD_OPT_SET_META_CONTEXT)"[..],
-            )),
-            CMD_BLOCK_STATUS => self.check(req, CMD_FLAG_REQ_ONE, false, NbdError::Inval),
-            _ => Err((NbdError::Inval, &b"unknown command"[..])),
-        };
-        if let Err((err, msg)) = checked {
-            self.reply_error(req.handle, err, msg);
+    /// Every request but `WRITE`. A payload (extended headers, `CMD_FLAG_PAYLOAD_LEN`) is
+    /// read and dropped first; the check then refuses the flag.
+    async fn other(&mut self, req: Request, payload: u64) -> Result<(), End> {
+        self.discard(payload).await?;
+        if let Err((err, msg)) = self.rules.check(&req) {
+            self.reply_error(req, err, msg);
             return Ok(());
         }
-        let bytes = if req.kind == CMD_READ {
-            u64::from(req.len)
-        } else {
-            0
-        };
+        // Checked: a READ is at most MAX_REQUEST.
+        let bytes = if req.kind == CMD_READ { req.len } else { 0 };
         let permit = self.permit(bytes).await?;
         let (export, replies) = (Rc::clone(self.export), Rc::clone(self.replies));
-        let structured = self.session.structured;
+        let framing = self.session.framing;
+        let to = req.reply_to(framing);
         let group_stream = (req.kind == CMD_READ
             && req.len as usize >= self.session.read_group_min)
             .then(|| Rc::clone(self.stream));
         let task = async move {
             let fua = req.flags & CMD_FLAG_FUA != 0;
-            let (pos, len) = (req.offset, u64::from(req.len));
-            let head = || {
-                if structured {
-                    Head::offset_data(req.handle, pos, req.len)
-                } else {
-                    Head::simple(req.handle, 0)
-                }
-            };
+            let (pos, len) = (req.offset, req.len);
             if let Some(stream) = group_stream {
-                if let Block::Lease(lease) = export.block(req.len as usize) {
-                    let res = read_as_group(&export, &stream, &replies, lease, pos, head()).await;
+                if let Block::Lease(lease) = export.block(len as usize) {
+                    let head = Head::read(to, len as u32);
+                    let res = read_as_group(&export, &stream, &replies, lease, pos, head).await;
                     if let Err(e) = res {
                         replies.push(Frame {
                             permit: Some(permit),
-                            ..error_frame(structured, req.handle, e, b"read failed")
+                            ..error_frame(to, e, b"read failed")
                         });
                     }
                     return;
@@ -328,10 +347,10 @@ impl Reader<'_> {
                 // No registered buffer free now: the writer's path, from a heap block.
             }
             let (res, what): (_, &'static [u8]) = match req.kind {
-                CMD_READ => match export.read(req.len as usize, pos).await {
+                CMD_READ => match export.read(len as usize, pos).await {
                     Ok(data) => {
                         return replies.push(Frame {
-                            head: head(),
+                            head: Head::read(to, len as u32),
                             tail: b"",
                             data: Some(data),
                             permit: Some(permit),
@@ -345,13 +364,14 @@ impl Reader<'_> {
                     } else {
                         status::MAX_DESCRIPTORS
                     };
-                    match status::allocation(&*export.image, pos, req.len, max) {
+                    match status::allocation(&*export.image, pos, len, max) {
                         Ok(extents) => {
                             let id = status::BASE_ALLOCATION_ID;
+                            let descriptors = status::encode(&extents, framing);
                             return replies.push(Frame {
-                                head: Head::block_status(req.handle, id, extents.len()),
+                                head: Head::block_status(to, id, extents.len()),
                                 tail: b"",
-                                data: Some(Block::Heap(status::encode(&extents))),
+                                data: Some(Block::Heap(descriptors)),
                                 permit: Some(permit),
                             });
                         }
@@ -367,8 +387,8 @@ impl Reader<'_> {
                 _ => (export.flush().await, b"flush failed"),
             };
             let frame = match res {
-                Ok(()) => ok_frame(req.handle),
-                Err(e) => error_frame(structured, req.handle, e, what),
+                Ok(()) => ok_frame(to),
+                Err(e) => error_frame(to, e, what),
             };
             replies.push(Frame {
                 permit: Some(permit),
@@ -382,50 +402,9 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// The checks every data command shares, in the protocol's order of precedence:
-    /// flags, read-only, zero length, size limit (READ/WRITE only), range (`past_end` is
-    /// the error for a range beyond the export), alignment (`--direct`).
-    fn check(
-        &self,
-        req: Request,
-        allowed_flags: u16,
-        writes: bool,
-        past_end: NbdError,
-    ) -> Result<(), (NbdError, &'static [u8])> {
-        let e = &self.export;
-        if req.flags & !allowed_flags != 0 {
-            return Err((NbdError::Inval, b"unknown or inapplicable command flags"));
-        }
-        if writes && e.readonly {
-            return Err((NbdError::Perm, b"the export is read-only"));
-        }
-        if req.len == 0 {
-            return Err((NbdError::Inval, b"zero-length request"));
-        }
-        let sized = matches!(req.kind, CMD_READ | CMD_WRITE);
-        if sized && req.len > MAX_REQUEST {
-            return Err((NbdError::Inval, b"request larger than the 32 MiB maximum"));
-        }
-        if req
-            .offset
-            .checked_add(u64::from(req.len))
-            .is_none_or(|end| end > e.size)
-        {
-            return Err((past_end, b"request beyond the end of the export"));
-        }
-        let align = u64::from(e.align);
-        if sized && (req.offset % align != 0 || u64::from(req.len) % align != 0) {
-            return Err((
-                NbdError::Inval,
-                b"request not aligned to the minimum block size",
-            ));
-        }
-        Ok(())
-    }
-
-    fn reply_error(&self, handle: u64, err: NbdError, msg: &'static [u8]) {
-        self.replies
-            .push(error_frame(self.session.structured, handle, err, msg));
+    fn reply_error(&self, req: Request, err: NbdError, msg: &'static [u8]) {
+        let to = req.reply_to(self.session.framing);
+        self.replies.push(error_frame(to, err, msg));
     }
 
     /// Make `n <= RECV_BUF` bytes available in the receive buffer.
@@ -433,18 +412,18 @@ impl Reader<'_> {
         match self.buf.fill(self.stream, n, &self.window.activity).await {
             _ if self.replies.closing().is_set() => Err(End::Closing),
             Ok(true) => Ok(()),
-            Ok(false) => Err(End::Broken("end of stream inside a write payload".into())),
+            Ok(false) => Err(End::Broken("end of stream inside a payload".into())),
             Err(e) => Err(End::Broken(format!("receive: {e}"))),
         }
     }
 
     /// Read and drop `n` payload bytes.
-    async fn discard(&mut self, mut n: usize) -> Result<(), End> {
+    async fn discard(&mut self, mut n: u64) -> Result<(), End> {
         while n > 0 {
-            let step = n.min(RECV_BUF);
+            let step = n.min(RECV_BUF as u64) as usize;
             self.need(step).await?;
             self.buf.consume(step);
-            n -= step;
+            n -= step as u64;
         }
         Ok(())
     }
@@ -479,25 +458,22 @@ async fn read_as_group(
     }
 }
 
-fn ok_frame(handle: u64) -> Frame {
+/// Success without data: a simple reply, or with extended headers a `NONE` chunk.
+fn ok_frame(to: ReplyTo) -> Frame {
     Frame {
-        head: Head::simple(handle, 0),
+        head: Head::done(to),
         tail: b"",
         data: None,
         permit: None,
     }
 }
 
-/// An error reply: a structured `ERROR` chunk with a message when structured replies were
-/// negotiated (required for READ, preferred for the rest), else a simple reply.
-fn error_frame(structured: bool, handle: u64, err: NbdError, msg: &'static [u8]) -> Frame {
-    let (head, tail) = if structured {
-        (Head::error_chunk(handle, err, msg.len() as u16), msg)
-    } else {
-        (Head::simple(handle, err as u32), &b""[..])
-    };
+/// An error reply: an `ERROR` chunk with a message when replies are chunks (structured or
+/// extended: required for READ, preferred for the rest), else a simple reply.
+fn error_frame(to: ReplyTo, err: NbdError, msg: &'static [u8]) -> Frame {
+    let tail = if to.framing.chunks() { msg } else { b"" };
     Frame {
-        head,
+        head: Head::error(to, err, tail.len() as u16),
         tail,
         data: None,
         permit: None,
@@ -554,69 +530,5 @@ impl RecvBuf {
             }
         }
         Ok(true)
-    }
-}
-
-/// Requests and data bytes in flight on one connection (see the module docs).
-#[derive(Default)]
-pub struct Window {
-    /// Requests in flight (`in_flight`) and progress, for the watchdog too.
-    activity: Activity,
-    bytes: Cell<u64>,
-    waker: Cell<Option<Waker>>,
-}
-
-/// One request's share of its connection's [`Window`] and of its core's [`Budget`],
-/// released on drop.
-pub struct Permit {
-    window: Rc<Window>,
-    bytes: u64,
-    charge: Option<Charge>,
-}
-
-impl Window {
-    /// Wait until a request of `bytes` fits, then take its share.
-    async fn acquire(self: &Rc<Self>, bytes: u64) -> Permit {
-        poll_fn(|cx| {
-            let (n, b) = (self.activity.in_flight.get(), self.bytes.get());
-            if n == 0 || (n < MAX_REQUESTS && b + bytes <= MAX_BYTES) {
-                self.activity.in_flight.set(n + 1);
-                self.bytes.set(b + bytes);
-                Poll::Ready(Permit {
-                    window: Rc::clone(self),
-                    bytes,
-                    charge: None,
-                })
-            } else {
-                self.waker.set(Some(cx.waker().clone()));
-                Poll::Pending
-            }
-        })
-        .await
-    }
-
-    /// Wait until nothing is in flight.
-    async fn idle(&self) {
-        poll_fn(|cx| {
-            if self.activity.in_flight.get() == 0 {
-                Poll::Ready(())
-            } else {
-                self.waker.set(Some(cx.waker().clone()));
-                Poll::Pending
-            }
-        })
-        .await
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let w = &self.window;
-        w.activity.in_flight.set(w.activity.in_flight.get() - 1);
-        w.activity.bump();
-        w.bytes.set(w.bytes.get() - self.bytes);
-        if let Some(waker) = w.waker.take() {
-            waker.wake();
-        }
     }
 }

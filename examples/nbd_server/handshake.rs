@@ -6,19 +6,19 @@
 //!
 //! | option | answer |
 //! |---|---|
-//! | `EXPORT_NAME` | size, flags (and 124 zeroes unless `NO_ZEROES`); an unknown name closes the connection, as the protocol requires |
+//! | `EXPORT_NAME` | size, flags (and 124 zeroes unless `NO_ZEROES`); an unknown name, or extended headers negotiated before, closes the connection, as the protocol requires |
 //! | `INFO`, `GO` | `NBD_INFO_EXPORT`, `NBD_INFO_BLOCK_SIZE` and, when asked, `NBD_INFO_NAME` / `NBD_INFO_DESCRIPTION`, then `ACK`; an unknown name is `ERR_UNKNOWN`, malformed data `ERR_INVALID` |
 //! | `LIST` | one `NBD_REP_SERVER` (the default export, named ""), then `ACK` |
-//! | `STRUCTURED_REPLY` | `ACK`: READ replies become `OFFSET_DATA` chunks, errors `ERROR` chunks |
+//! | `STRUCTURED_REPLY` | `ACK`: READ replies become `OFFSET_DATA` chunks, errors `ERROR` chunks; after `EXTENDED_HEADERS`, `ERR_EXT_HEADER_REQD` (no downgrade) |
+//! | `EXTENDED_HEADERS` | `ACK` (with data: `ERR_INVALID`), structured replies negotiated first or not: 32-byte requests with 64-bit lengths, every reply an extended chunk (see [`Framing::Extended`](crate::proto::Framing)) |
 //! | `LIST_META_CONTEXT` | `NBD_REP_META_CONTEXT` `base:allocation` (context id 0, as the protocol asks) for no query, `base:` or `base:allocation`, then `ACK`; other queries find nothing |
-//! | `SET_META_CONTEXT` | with structured replies negotiated (else `ERR_INVALID`): `NBD_REP_META_CONTEXT` `base:allocation` with its id [`BASE_ALLOCATION_ID`](crate::status::BASE_ALLOCATION_ID) if a query names it, then `ACK`; replaces any earlier selection, even when it fails |
+//! | `SET_META_CONTEXT` | with structured replies or extended headers negotiated (else `ERR_INVALID`): `NBD_REP_META_CONTEXT` `base:allocation` with its id [`BASE_ALLOCATION_ID`](crate::status::BASE_ALLOCATION_ID) if a query names it, then `ACK`; replaces any earlier selection, even when it fails |
 //! | `ABORT` | `ACK`, then close |
 //! | anything else | `ERR_UNSUP`, its data read and dropped |
 //!
 //! For both metadata context options an export name other than "" is `ERR_UNKNOWN` and data
-//! whose lengths do not add up is `ERR_INVALID`. Among the options answered `ERR_UNSUP` are
-//! `STARTTLS` and `EXTENDED_HEADERS` (64-bit headers): a client then falls back to the
-//! compact headers, so transmission always uses them.
+//! whose lengths do not add up is `ERR_INVALID`. Among the options answered `ERR_UNSUP` is
+//! `STARTTLS`.
 //!
 //! # Limits
 //!
@@ -44,6 +44,7 @@ use ringleader::net::{OwnedIo, TcpStream};
 
 use crate::conn::MAX_REQUEST;
 use crate::export::Export;
+use crate::proto::Framing;
 use machine::{ExportInfo, Handshake, Status};
 
 /// The most bytes asked of one receive.
@@ -51,11 +52,11 @@ const RECV_CHUNK: usize = 64 << 10;
 
 /// How the handshake ended.
 pub enum Outcome {
-    /// Transmission starts; `structured`: structured replies were negotiated;
-    /// `block_status`: `NBD_OPT_SET_META_CONTEXT` selected `base:allocation` (context id
+    /// Transmission starts, framed as negotiated; `block_status`:
+    /// `NBD_OPT_SET_META_CONTEXT` selected `base:allocation` (context id
     /// [`BASE_ALLOCATION_ID`](crate::status::BASE_ALLOCATION_ID)).
     Transmit {
-        structured: bool,
+        framing: Framing,
         block_status: bool,
     },
     /// The client aborted or went away during the handshake.
@@ -84,11 +85,11 @@ pub async fn negotiate(stream: &TcpStream, export: &Export) -> Result<Outcome, S
             _ if !sent => return Ok(Outcome::Left),
             Status::Receive(n) => n.min(RECV_CHUNK),
             Status::Transmit {
-                structured,
+                framing,
                 block_status,
             } => {
                 return Ok(Outcome::Transmit {
-                    structured,
+                    framing,
                     block_status,
                 });
             }

@@ -306,11 +306,11 @@ async fn connection(
     };
     match outcome {
         Ok(Ok(Outcome::Transmit {
-            structured,
+            framing,
             block_status,
         })) => {
             let session = conn::Session {
-                structured,
+                framing,
                 block_status,
                 zc_threshold,
                 read_group_min,

@@ -33,7 +33,7 @@ pub const OPT_GO: u32 = 7;
 pub const OPT_STRUCTURED_REPLY: u32 = 8;
 pub const OPT_LIST_META_CONTEXT: u32 = 9;
 pub const OPT_SET_META_CONTEXT: u32 = 10;
-/// Not negotiated: answered `ERR_UNSUP`, and clients fall back to compact headers.
+/// 32-byte request and reply headers with 64-bit lengths (see [`Framing::Extended`]).
 pub const OPT_EXTENDED_HEADERS: u32 = 11;
 
 pub const REP_ACK: u32 = 1;
@@ -44,6 +44,9 @@ pub const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
 pub const REP_ERR_INVALID: u32 = (1 << 31) + 3;
 pub const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
 pub const REP_ERR_TOO_BIG: u32 = (1 << 31) + 9;
+/// `NBD_REP_ERR_EXT_HEADER_REQD`: here, the answer to `NBD_OPT_STRUCTURED_REPLY` once extended
+/// headers were negotiated (they take precedence; there is no downgrade).
+pub const REP_ERR_EXT_HEADER_REQD: u32 = (1 << 31) + 10;
 
 pub const INFO_EXPORT: u16 = 0;
 pub const INFO_NAME: u16 = 1;
@@ -63,14 +66,18 @@ pub const FLAG_CAN_MULTI_CONN: u16 = 1 << 8;
 // --- Transmission ---------------------------------------------------------------------------
 
 pub const REQUEST_MAGIC: u32 = 0x2560_9513;
+pub const EXTENDED_REQUEST_MAGIC: u32 = 0x21e4_1c71;
 pub const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
 pub const STRUCTURED_REPLY_MAGIC: u32 = 0x668e_33ef;
+pub const EXTENDED_REPLY_MAGIC: u32 = 0x6e8a_278c;
 
-/// Size of a request header on the wire.
+/// Size of a compact request header on the wire.
 pub const REQUEST_LEN: usize = 28;
-/// The largest header a reply frame carries: a structured `OFFSET_DATA` chunk header (20)
-/// plus its offset (8).
-pub const MAX_HEAD: usize = 28;
+/// Size of an extended request header (64-bit length).
+pub const EXTENDED_REQUEST_LEN: usize = 32;
+/// The largest header a reply frame carries: an extended `OFFSET_DATA` or
+/// `BLOCK_STATUS_EXT` chunk header (32) plus its first payload field(s) (8).
+pub const MAX_HEAD: usize = 40;
 
 pub const CMD_READ: u16 = 0;
 pub const CMD_WRITE: u16 = 1;
@@ -85,10 +92,17 @@ pub const CMD_FLAG_NO_HOLE: u16 = 1 << 1;
 pub const CMD_FLAG_DF: u16 = 1 << 2;
 /// `NBD_CMD_BLOCK_STATUS`: one descriptor per context is enough.
 pub const CMD_FLAG_REQ_ONE: u16 = 1 << 3;
+/// Extended headers only: *length* is the length of a payload that follows the header (set
+/// on every `WRITE`), not the command's effect length.
+pub const CMD_FLAG_PAYLOAD_LEN: u16 = 1 << 5;
 
 pub const REPLY_FLAG_DONE: u16 = 1 << 0;
+/// A final chunk without payload: success, in extended mode (where there is no simple reply).
+pub const REPLY_TYPE_NONE: u16 = 0;
 pub const REPLY_TYPE_OFFSET_DATA: u16 = 1;
 pub const REPLY_TYPE_BLOCK_STATUS: u16 = 5;
+/// Block status with 64-bit extent lengths (extended headers only).
+pub const REPLY_TYPE_BLOCK_STATUS_EXT: u16 = 6;
 pub const REPLY_TYPE_ERROR: u16 = (1 << 15) + 1;
 
 /// `base:allocation` extent flag: the range has no storage allocated.
@@ -105,6 +119,8 @@ pub enum NbdError {
     NoMem = 12,
     Inval = 22,
     NoSpc = 28,
+    /// `NBD_EOVERFLOW`: a READ with "don't fragment" longer than one chunk may carry.
+    Overflow = 75,
     /// `NBD_ESHUTDOWN`: the server is stopping; the client should disconnect.
     Shutdown = 108,
 }
@@ -123,18 +139,75 @@ impl NbdError {
     }
 }
 
-/// A decoded request header.
+/// How the transmission phase frames requests and replies, as the handshake settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Nothing negotiated: compact (28-byte) requests, simple replies only.
+    Simple,
+    /// `NBD_OPT_STRUCTURED_REPLY`: compact requests; READ data and errors in structured
+    /// chunks (20-byte headers), other successes as simple replies.
+    Structured,
+    /// `NBD_OPT_EXTENDED_HEADERS`: 32-byte requests with 64-bit lengths, and every reply
+    /// one or more 32-byte extended chunks (success without data is a `NONE` chunk); no
+    /// simple replies.
+    Extended,
+}
+
+impl Framing {
+    /// The size of a request header.
+    pub fn request_len(self) -> usize {
+        match self {
+            Framing::Extended => EXTENDED_REQUEST_LEN,
+            _ => REQUEST_LEN,
+        }
+    }
+
+    /// Replies may be chunks (structured or extended): READ's "don't fragment" flag and
+    /// block status are available, errors carry a message.
+    pub fn chunks(self) -> bool {
+        self != Framing::Simple
+    }
+}
+
+/// A decoded request header (either form).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request {
     pub flags: u16,
     pub kind: u16,
     pub handle: u64,
     pub offset: u64,
-    pub len: u32,
+    /// The effect length or, for a `WRITE` (and in extended mode any request with
+    /// [`CMD_FLAG_PAYLOAD_LEN`]), the length of the payload that follows. At most
+    /// `u32::MAX` in a compact request.
+    pub len: u64,
 }
 
-/// Decode a request header; `None` if the magic is wrong (the stream is out of step and the
-/// connection cannot continue).
+impl Request {
+    /// Payload bytes that follow the header, which the reader must consume to stay in
+    /// step. In extended mode that is *length* when `CMD_FLAG_PAYLOAD_LEN` is set, and for
+    /// every `WRITE`: the flag is required there, and a client that leaves it out still
+    /// sends the data (qemu's server is as lenient).
+    pub fn payload(&self, framing: Framing) -> u64 {
+        let flagged = framing == Framing::Extended && self.flags & CMD_FLAG_PAYLOAD_LEN != 0;
+        if self.kind == CMD_WRITE || flagged {
+            self.len
+        } else {
+            0
+        }
+    }
+
+    /// What every reply to this request carries.
+    pub fn reply_to(&self, framing: Framing) -> ReplyTo {
+        ReplyTo {
+            framing,
+            handle: self.handle,
+            offset: self.offset,
+        }
+    }
+}
+
+/// Decode a compact request header; `None` if the magic is wrong (the stream is out of step
+/// and the connection cannot continue).
 pub fn parse_request(b: &[u8; REQUEST_LEN]) -> Option<Request> {
     if be32(&b[0..4]) != REQUEST_MAGIC {
         return None;
@@ -144,8 +217,32 @@ pub fn parse_request(b: &[u8; REQUEST_LEN]) -> Option<Request> {
         kind: be16(&b[6..8]),
         handle: be64(&b[8..16]),
         offset: be64(&b[16..24]),
-        len: be32(&b[24..28]),
+        len: u64::from(be32(&b[24..28])),
     })
+}
+
+/// Decode an extended request header (`NBD_EXTENDED_REQUEST_MAGIC`, 64-bit length); `None`
+/// if the magic is wrong.
+pub fn parse_extended_request(b: &[u8; EXTENDED_REQUEST_LEN]) -> Option<Request> {
+    if be32(&b[0..4]) != EXTENDED_REQUEST_MAGIC {
+        return None;
+    }
+    Some(Request {
+        flags: be16(&b[4..6]),
+        kind: be16(&b[6..8]),
+        handle: be64(&b[8..16]),
+        offset: be64(&b[16..24]),
+        len: be64(&b[24..32]),
+    })
+}
+
+/// What every reply to one request repeats: its handle and, in extended mode, its offset;
+/// and the framing that decides the reply's form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub framing: Framing,
+    pub handle: u64,
+    pub offset: u64,
 }
 
 /// The fixed-size head of one reply frame (its payload, if any, follows separately).
@@ -156,55 +253,70 @@ pub struct Head {
 }
 
 impl Head {
-    /// A simple reply: `error` 0 for success.
-    pub fn simple(handle: u64, error: u32) -> Head {
+    /// Success without data: a simple reply or, extended, a final `NONE` chunk.
+    pub fn done(to: ReplyTo) -> Head {
+        match to.framing {
+            Framing::Extended => {
+                let mut h = Head::empty();
+                h.chunk_header(to, REPLY_TYPE_NONE, 0);
+                h
+            }
+            _ => Head::simple(to.handle, 0),
+        }
+    }
+
+    /// The head of a successful READ's reply, `data_len` bytes of data to follow: a simple
+    /// reply, or one final `OFFSET_DATA` chunk (the data's offset is the request's).
+    pub fn read(to: ReplyTo, data_len: u32) -> Head {
+        if to.framing == Framing::Simple {
+            return Head::simple(to.handle, 0);
+        }
         let mut h = Head::empty();
-        h.put(&SIMPLE_REPLY_MAGIC.to_be_bytes());
-        h.put(&error.to_be_bytes());
-        h.put(&handle.to_be_bytes());
+        h.chunk_header(to, REPLY_TYPE_OFFSET_DATA, 8 + u64::from(data_len));
+        h.put(&to.offset.to_be_bytes());
         h
     }
 
-    /// A structured `OFFSET_DATA` chunk, final, announcing `data_len` bytes from `offset`.
-    pub fn offset_data(handle: u64, offset: u64, data_len: u32) -> Head {
+    /// An error: a simple reply carrying it, or a final `ERROR` chunk followed by a message
+    /// of `msg_len` bytes (the frame's tail; none with simple replies).
+    pub fn error(to: ReplyTo, error: NbdError, msg_len: u16) -> Head {
+        if to.framing == Framing::Simple {
+            return Head::simple(to.handle, error as u32);
+        }
         let mut h = Head::empty();
-        h.chunk_header(
-            REPLY_FLAG_DONE,
-            REPLY_TYPE_OFFSET_DATA,
-            handle,
-            8 + data_len,
-        );
-        h.put(&offset.to_be_bytes());
-        h
-    }
-
-    /// A structured `ERROR` chunk header, final, followed by a payload of `msg_len` bytes of
-    /// message (the frame's data).
-    pub fn error_chunk(handle: u64, error: NbdError, msg_len: u16) -> Head {
-        let mut h = Head::empty();
-        h.chunk_header(
-            REPLY_FLAG_DONE,
-            REPLY_TYPE_ERROR,
-            handle,
-            6 + u32::from(msg_len),
-        );
+        h.chunk_header(to, REPLY_TYPE_ERROR, 6 + u64::from(msg_len));
         h.put(&(error as u32).to_be_bytes());
         h.put(&msg_len.to_be_bytes());
         h
     }
 
-    /// A structured `BLOCK_STATUS` chunk header, final, with the context id: `extents`
-    /// descriptors (8 bytes each) follow as the frame's data.
-    pub fn block_status(handle: u64, context: u32, extents: usize) -> Head {
+    /// A final block status chunk for `context`, followed by `extents` descriptors (the
+    /// frame's data, see `status::encode`): `BLOCK_STATUS` with 8-byte descriptors or,
+    /// extended, `BLOCK_STATUS_EXT` with its descriptor count and 16-byte descriptors.
+    pub fn block_status(to: ReplyTo, context: u32, extents: usize) -> Head {
         let mut h = Head::empty();
-        let len = 4 + 8 * extents as u32;
-        h.chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, handle, len);
-        h.put(&context.to_be_bytes());
+        let n = extents as u64;
+        if to.framing == Framing::Extended {
+            h.chunk_header(to, REPLY_TYPE_BLOCK_STATUS_EXT, 8 + 16 * n);
+            h.put(&context.to_be_bytes());
+            h.put(&(extents as u32).to_be_bytes());
+        } else {
+            h.chunk_header(to, REPLY_TYPE_BLOCK_STATUS, 4 + 8 * n);
+            h.put(&context.to_be_bytes());
+        }
         h
     }
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
+    }
+
+    fn simple(handle: u64, error: u32) -> Head {
+        let mut h = Head::empty();
+        h.put(&SIMPLE_REPLY_MAGIC.to_be_bytes());
+        h.put(&error.to_be_bytes());
+        h.put(&handle.to_be_bytes());
+        h
     }
 
     fn empty() -> Head {
@@ -214,12 +326,26 @@ impl Head {
         }
     }
 
-    fn chunk_header(&mut self, flags: u16, kind: u16, handle: u64, len: u32) {
-        self.put(&STRUCTURED_REPLY_MAGIC.to_be_bytes());
-        self.put(&flags.to_be_bytes());
+    /// The header of a final chunk with `len` bytes of payload: structured (20 bytes,
+    /// 32-bit length) or extended (32 bytes: the request's offset and a 64-bit length).
+    fn chunk_header(&mut self, to: ReplyTo, kind: u16, len: u64) {
+        let extended = to.framing == Framing::Extended;
+        let magic = if extended {
+            EXTENDED_REPLY_MAGIC
+        } else {
+            STRUCTURED_REPLY_MAGIC
+        };
+        self.put(&magic.to_be_bytes());
+        self.put(&REPLY_FLAG_DONE.to_be_bytes());
         self.put(&kind.to_be_bytes());
-        self.put(&handle.to_be_bytes());
-        self.put(&len.to_be_bytes());
+        self.put(&to.handle.to_be_bytes());
+        if extended {
+            self.put(&to.offset.to_be_bytes());
+            self.put(&len.to_be_bytes());
+        } else {
+            let len = u32::try_from(len).expect("a structured chunk's payload fits 32 bits");
+            self.put(&len.to_be_bytes());
+        }
     }
 
     fn put(&mut self, b: &[u8]) {
@@ -256,6 +382,14 @@ pub fn be64(b: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
+    fn to(framing: Framing) -> ReplyTo {
+        ReplyTo {
+            framing,
+            handle: 9,
+            offset: 512,
+        }
+    }
+
     #[test]
     fn request_round_trip_and_bad_magic() {
         let mut b = [0u8; REQUEST_LEN];
@@ -275,15 +409,77 @@ mod tests {
     }
 
     #[test]
+    fn extended_request_has_a_64_bit_length_and_its_own_magic() {
+        let mut b = [0u8; EXTENDED_REQUEST_LEN];
+        b[0..4].copy_from_slice(&EXTENDED_REQUEST_MAGIC.to_be_bytes());
+        b[6..8].copy_from_slice(&CMD_TRIM.to_be_bytes());
+        b[8..16].copy_from_slice(&7u64.to_be_bytes());
+        b[24..32].copy_from_slice(&(5u64 << 32).to_be_bytes());
+        let r = parse_extended_request(&b).unwrap();
+        assert_eq!((r.kind, r.handle, r.len), (CMD_TRIM, 7, 5 << 32));
+        assert_eq!(r.payload(Framing::Extended), 0, "an effect length");
+        let w = Request {
+            kind: CMD_WRITE,
+            ..r
+        };
+        assert_eq!(w.payload(Framing::Extended), 5 << 32);
+        let flagged = Request {
+            flags: CMD_FLAG_PAYLOAD_LEN,
+            ..r
+        };
+        assert_eq!(flagged.payload(Framing::Extended), 5 << 32);
+        assert_eq!(flagged.payload(Framing::Structured), 0);
+        b[0..4].copy_from_slice(&REQUEST_MAGIC.to_be_bytes());
+        assert!(parse_extended_request(&b).is_none());
+    }
+
+    #[test]
     fn reply_heads_have_the_wire_sizes() {
-        assert_eq!(Head::simple(1, 0).as_bytes().len(), 16);
-        assert_eq!(Head::offset_data(1, 0, 4096).as_bytes().len(), 28);
+        let (simple, structured, extended) = (
+            to(Framing::Simple),
+            to(Framing::Structured),
+            to(Framing::Extended),
+        );
+        assert_eq!(Head::done(simple).as_bytes().len(), 16);
+        assert_eq!(Head::done(structured).as_bytes().len(), 16);
+        assert_eq!(Head::done(extended).as_bytes().len(), 32);
+        assert_eq!(Head::read(simple, 4096).as_bytes().len(), 16);
+        assert_eq!(Head::read(structured, 4096).as_bytes().len(), 28);
+        assert_eq!(Head::read(extended, 4096).as_bytes().len(), 40);
+        assert_eq!(Head::error(simple, NbdError::Inval, 5).as_bytes().len(), 16);
         assert_eq!(
-            Head::error_chunk(1, NbdError::Inval, 5).as_bytes().len(),
+            Head::error(structured, NbdError::Inval, 5).as_bytes().len(),
             26
         );
-        let h = Head::offset_data(9, 512, 4096);
+        assert_eq!(
+            Head::error(extended, NbdError::Inval, 5).as_bytes().len(),
+            38
+        );
+        assert_eq!(Head::block_status(structured, 1, 3).as_bytes().len(), 24);
+        assert_eq!(Head::block_status(extended, 1, 3).as_bytes().len(), 40);
+        let h = Head::read(structured, 4096);
         assert_eq!(be32(&h.as_bytes()[16..20]), 8 + 4096);
         assert_eq!(be64(&h.as_bytes()[20..28]), 512);
+    }
+
+    #[test]
+    fn extended_chunks_repeat_the_offset_and_have_64_bit_lengths() {
+        let h = Head::read(to(Framing::Extended), 4096);
+        let b = h.as_bytes();
+        assert_eq!(be32(&b[0..4]), EXTENDED_REPLY_MAGIC);
+        assert_eq!(be16(&b[4..6]), REPLY_FLAG_DONE);
+        assert_eq!(be16(&b[6..8]), REPLY_TYPE_OFFSET_DATA);
+        assert_eq!(be64(&b[8..16]), 9);
+        assert_eq!(be64(&b[16..24]), 512, "the request's offset");
+        assert_eq!(be64(&b[24..32]), 8 + 4096);
+        assert_eq!(be64(&b[32..40]), 512, "the data's offset");
+        let b = Head::done(to(Framing::Extended));
+        assert_eq!(be16(&b.as_bytes()[6..8]), REPLY_TYPE_NONE);
+        assert_eq!(be64(&b.as_bytes()[24..32]), 0);
+        let h = Head::block_status(to(Framing::Extended), 1, 3);
+        let b = h.as_bytes();
+        assert_eq!(be16(&b[6..8]), REPLY_TYPE_BLOCK_STATUS_EXT);
+        assert_eq!(be64(&b[24..32]), 8 + 3 * 16);
+        assert_eq!((be32(&b[32..36]), be32(&b[36..40])), (1, 3));
     }
 }

@@ -57,10 +57,10 @@ pub struct ExportInfo {
 pub enum Status {
     /// Still haggling: send the output, then receive at most this many bytes (never 0).
     Receive(usize),
-    /// Transmission starts; `structured`: structured replies were negotiated;
-    /// `block_status`: the last `NBD_OPT_SET_META_CONTEXT` selected `base:allocation`.
+    /// Transmission starts, framed as negotiated; `block_status`: the last
+    /// `NBD_OPT_SET_META_CONTEXT` selected `base:allocation`.
     Transmit {
-        structured: bool,
+        framing: Framing,
         block_status: bool,
     },
     /// The client sent `NBD_OPT_ABORT` (acknowledged in the output).
@@ -83,6 +83,8 @@ pub struct Handshake {
     consumed: u64,
     no_zeroes: bool,
     structured: bool,
+    /// `NBD_OPT_EXTENDED_HEADERS` was acknowledged (it takes precedence over `structured`).
+    extended: bool,
     /// `base:allocation` was selected by the last `NBD_OPT_SET_META_CONTEXT`.
     meta: bool,
 }
@@ -119,6 +121,7 @@ impl Handshake {
             consumed: 0,
             no_zeroes: false,
             structured: false,
+            extended: false,
             meta: false,
         }
     }
@@ -244,7 +247,11 @@ impl Handshake {
                 if !data.is_empty() {
                     return self.fail("NBD_OPT_EXPORT_NAME for an unknown export".into());
                 }
-                let flags = transmission_flags(&self.export, self.structured);
+                if self.extended {
+                    // The client MUST NOT, and this option cannot be answered with an error.
+                    return self.fail("NBD_OPT_EXPORT_NAME after extended headers".into());
+                }
+                let flags = transmission_flags(&self.export, self.framing());
                 self.out.extend_from_slice(&self.export.size.to_be_bytes());
                 self.out.extend_from_slice(&flags.to_be_bytes());
                 if !self.no_zeroes {
@@ -266,8 +273,21 @@ impl Handshake {
             OPT_STRUCTURED_REPLY if !data.is_empty() => {
                 self.invalid(option, "STRUCTURED_REPLY takes no data");
             }
+            OPT_STRUCTURED_REPLY if self.extended => self.reply(
+                option,
+                REP_ERR_EXT_HEADER_REQD,
+                b"extended headers are already negotiated",
+            ),
             OPT_STRUCTURED_REPLY => {
                 self.structured = true;
+                self.reply(option, REP_ACK, b"");
+            }
+            OPT_EXTENDED_HEADERS if !data.is_empty() => {
+                self.invalid(option, "EXTENDED_HEADERS takes no data");
+            }
+            // Structured replies negotiated first or not, and again: acknowledged.
+            OPT_EXTENDED_HEADERS => {
+                self.extended = true;
                 self.reply(option, REP_ACK, b"");
             }
             OPT_INFO | OPT_GO => match self.info(option, data) {
@@ -280,8 +300,6 @@ impl Handshake {
                     self.reply(option, kind, msg.as_bytes());
                 }
             }
-            // The client falls back to compact headers.
-            OPT_EXTENDED_HEADERS => self.reply(option, REP_ERR_UNSUP, b"no extended headers"),
             // Among them NBD_OPT_STARTTLS.
             _ => self.reply(option, REP_ERR_UNSUP, b"unsupported option"),
         }
@@ -313,7 +331,7 @@ impl Handshake {
         let e = &self.export;
         let mut export = INFO_EXPORT.to_be_bytes().to_vec();
         export.extend_from_slice(&e.size.to_be_bytes());
-        export.extend_from_slice(&transmission_flags(e, self.structured).to_be_bytes());
+        export.extend_from_slice(&transmission_flags(e, self.framing()).to_be_bytes());
         // Block sizes are sent whether asked for or not (a client ignores what it does not
         // understand): minimum 1, or the O_DIRECT alignment; preferred at least 4 KiB.
         let mut sizes = INFO_BLOCK_SIZE.to_be_bytes().to_vec();
@@ -343,10 +361,10 @@ impl Handshake {
         let set = option == OPT_SET_META_CONTEXT;
         if set {
             self.meta = false;
-            if !self.structured {
+            if !self.framing().chunks() {
                 return Err((
                     REP_ERR_INVALID,
-                    "SET_META_CONTEXT needs structured replies first",
+                    "SET_META_CONTEXT needs structured replies or extended headers first",
                 ));
             }
         }
@@ -373,10 +391,22 @@ impl Handshake {
         Ok(())
     }
 
+    /// How transmission would be framed if it started now.
+    fn framing(&self) -> Framing {
+        if self.extended {
+            Framing::Extended
+        } else if self.structured {
+            Framing::Structured
+        } else {
+            Framing::Simple
+        }
+    }
+
     fn transmit(&mut self) {
+        let framing = self.framing();
         self.state = State::Done(Status::Transmit {
-            structured: self.structured,
-            block_status: self.structured && self.meta,
+            framing,
+            block_status: framing.chunks() && self.meta,
         });
     }
 
@@ -454,14 +484,14 @@ impl<'a> Cursor<'a> {
 }
 
 /// The transmission flags of the export, as negotiated so far.
-pub fn transmission_flags(export: &ExportInfo, structured: bool) -> u16 {
+pub fn transmission_flags(export: &ExportInfo, framing: Framing) -> u16 {
     let mut f = FLAG_HAS_FLAGS | FLAG_SEND_FLUSH | FLAG_SEND_FUA | FLAG_CAN_MULTI_CONN;
     if export.readonly {
         f |= FLAG_READ_ONLY;
     } else {
         f |= FLAG_SEND_TRIM | FLAG_SEND_WRITE_ZEROES;
     }
-    if structured {
+    if framing.chunks() {
         // Every READ is answered with one content chunk, so "don't fragment" is always met.
         f |= FLAG_SEND_DF;
     }
@@ -565,7 +595,7 @@ mod tests {
         assert_eq!(kinds(&mut hs), [REP_ACK]);
         hs.feed(&option(OPT_GO, &[0; 6]));
         let want = Status::Transmit {
-            structured: true,
+            framing: Framing::Structured,
             block_status: false,
         };
         assert_eq!(hs.status(), want);
@@ -594,8 +624,40 @@ mod tests {
             &meta(b"nope", &[b"base:allocation"]),
         ));
         assert_eq!(kinds(&mut hs), [REP_ERR_UNKNOWN]);
+    }
+
+    #[test]
+    fn extended_headers_take_no_data_imply_chunks_and_exclude_export_name() {
+        let mut hs = greeted();
+        hs.feed(&option(OPT_EXTENDED_HEADERS, &[0]));
+        assert_eq!(kinds(&mut hs), [REP_ERR_INVALID]);
+        // Without structured replies first: block status can be selected all the same.
         hs.feed(&option(OPT_EXTENDED_HEADERS, &[]));
-        assert_eq!(kinds(&mut hs), [REP_ERR_UNSUP]);
+        assert_eq!(kinds(&mut hs), [REP_ACK]);
+        hs.feed(&option(OPT_EXTENDED_HEADERS, &[]));
+        assert_eq!(kinds(&mut hs), [REP_ACK], "asking again changes nothing");
+        hs.feed(&option(OPT_STRUCTURED_REPLY, &[]));
+        assert_eq!(kinds(&mut hs), [REP_ERR_EXT_HEADER_REQD], "no downgrade");
+        let set = option(OPT_SET_META_CONTEXT, &meta(b"", &[b"base:allocation"]));
+        hs.feed(&set);
+        assert_eq!(kinds(&mut hs), [REP_META_CONTEXT, REP_ACK]);
+        hs.feed(&option(OPT_GO, &[0; 6]));
+        let r = replies(&hs.take_output());
+        let flags = be16(&r[0].2[10..12]);
+        assert_ne!(flags & FLAG_SEND_DF, 0, "DF with extended headers");
+        let want = Status::Transmit {
+            framing: Framing::Extended,
+            block_status: true,
+        };
+        assert_eq!(hs.status(), want);
+
+        let mut hs = greeted();
+        hs.feed(&option(OPT_STRUCTURED_REPLY, &[]));
+        hs.feed(&option(OPT_EXTENDED_HEADERS, &[]));
+        assert_eq!(kinds(&mut hs), [REP_ACK, REP_ACK]);
+        hs.feed(&option(OPT_EXPORT_NAME, &[]));
+        assert!(hs.take_output().is_empty());
+        assert!(matches!(hs.status(), Status::Failed(_)));
     }
 
     #[test]
@@ -631,9 +693,12 @@ mod tests {
         let out = hs.take_output();
         assert_eq!(out.len(), 8 + 2 + 124);
         assert_eq!(be64(&out[0..8]), 1 << 20);
-        assert_eq!(be16(&out[8..10]), transmission_flags(&export(), false));
+        assert_eq!(
+            be16(&out[8..10]),
+            transmission_flags(&export(), Framing::Simple)
+        );
         let want = Status::Transmit {
-            structured: false,
+            framing: Framing::Simple,
             block_status: false,
         };
         assert_eq!(hs.status(), want);
