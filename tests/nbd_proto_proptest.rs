@@ -1,16 +1,20 @@
-//! Property tests of the NBD server's pure protocol code (issue 13): the request parser and
-//! the handshake state machine (`examples/nbd_server/handshake/machine.rs`), included here
-//! by path, fed arbitrary bytes split at arbitrary points.
+//! Property tests of the NBD server's pure protocol code (issue 13): the request parsers
+//! (compact and extended), the reply heads of every framing, and the handshake state machine
+//! (`examples/nbd_server/handshake/machine.rs`), included here by path, fed arbitrary bytes
+//! split at arbitrary points.
 //!
 //! What holds for any input: nothing panics; at most `MAX_OPTION_DATA` bytes are held and at
 //! most `MAX_HANDSHAKE_BYTES` (plus one header) consumed; the output is the greeting followed
 //! by well-formed option replies (magic, the option echoed in order, a length equal to the
 //! payload, every option answered with one final reply), save the answer to
 //! `NBD_OPT_EXPORT_NAME`; and how the input is split changes nothing. What holds for
-//! generated option sequences: a valid one ends in transmission with the structured-reply
-//! and block-status state a model of the protocol predicts, reply by reply; a malformed
-//! option never starts transmission; an oversized one is answered `ERR_TOO_BIG` and the
-//! next option works.
+//! generated option sequences: a valid one ends in transmission with the framing (simple,
+//! structured, extended headers) and block-status state a model of the protocol predicts,
+//! reply by reply, or, for `NBD_OPT_EXPORT_NAME` after extended headers, in a closed
+//! connection; a malformed option never starts transmission; an oversized one is answered
+//! `ERR_TOO_BIG` and the next option works. Every reply head, in every framing, announces
+//! exactly the payload that follows it and repeats the request's handle (and, extended, its
+//! offset).
 
 #[allow(dead_code, reason = "the test uses part of the wire format")]
 #[path = "../examples/nbd_server/proto.rs"]
@@ -216,6 +220,7 @@ fn meta_data(name: &[u8], queries: &[Vec<u8>]) -> Vec<u8> {
 #[derive(Clone, Debug)]
 enum Opt {
     Structured,
+    Extended,
     List,
     Info(Vec<u16>),
     ListMeta(Vec<Vec<u8>>),
@@ -244,13 +249,14 @@ fn query() -> impl Strategy<Value = Vec<u8>> {
 fn opt() -> impl Strategy<Value = Opt> {
     let requests = prop::collection::vec(0u16..6, 0..6);
     let queries = || prop::collection::vec(query(), 0..4);
-    // Codes the server does not know: STARTTLS, PEEK_EXPORT, EXTENDED_HEADERS and beyond.
-    let unknown = prop_oneof![Just(4u32), Just(5), Just(11), 12u32..1000, any::<u32>()]
+    // Codes the server does not know: PEEK_EXPORT, STARTTLS and beyond EXTENDED_HEADERS.
+    let unknown = prop_oneof![Just(4u32), Just(5), 12u32..1000, any::<u32>()]
         .prop_filter("an unknown code", |c| {
-            !(1..=10).contains(c) || [4, 5].contains(c)
+            !(1..=11).contains(c) || [4, 5].contains(c)
         });
     prop_oneof![
         Just(Opt::Structured),
+        Just(Opt::Extended),
         Just(Opt::List),
         requests.prop_map(Opt::Info),
         queries().prop_map(Opt::ListMeta),
@@ -270,6 +276,7 @@ fn last() -> impl Strategy<Value = Last> {
 #[derive(Default)]
 struct Model {
     structured: bool,
+    extended: bool,
     meta: bool,
 }
 
@@ -288,8 +295,13 @@ impl Model {
     fn replies(&mut self, o: &Opt) -> Vec<u32> {
         let is = |q: &Vec<u8>, s: &[u8]| q.as_slice() == s;
         match o {
+            Opt::Structured if self.extended => vec![REP_ERR_EXT_HEADER_REQD],
             Opt::Structured => {
                 self.structured = true;
+                vec![REP_ACK]
+            }
+            Opt::Extended => {
+                self.extended = true;
                 vec![REP_ACK]
             }
             Opt::List => vec![REP_SERVER, REP_ACK],
@@ -305,7 +317,7 @@ impl Model {
                     vec![REP_ACK]
                 }
             }
-            Opt::SetMeta(_) if !self.structured => {
+            Opt::SetMeta(_) if !self.structured && !self.extended => {
                 self.meta = false;
                 vec![REP_ERR_INVALID]
             }
@@ -320,11 +332,20 @@ impl Model {
             Opt::Unknown(..) => vec![REP_ERR_UNSUP],
         }
     }
+
+    fn framing(&self) -> Framing {
+        match (self.extended, self.structured) {
+            (true, _) => Framing::Extended,
+            (false, true) => Framing::Structured,
+            (false, false) => Framing::Simple,
+        }
+    }
 }
 
 fn encode(o: &Opt) -> Vec<u8> {
     match o {
         Opt::Structured => option(OPT_STRUCTURED_REPLY, &[]),
+        Opt::Extended => option(OPT_EXTENDED_HEADERS, &[]),
         Opt::List => option(OPT_LIST, &[]),
         Opt::Info(r) => option(OPT_INFO, &info_data(b"", r)),
         Opt::ListMeta(qs) => option(OPT_LIST_META_CONTEXT, &meta_data(b"", qs)),
@@ -386,6 +407,98 @@ proptest! {
     }
 
     #[test]
+    fn parse_extended_request_round_trips_any_header(b in any::<[u8; EXTENDED_REQUEST_LEN]>()) {
+        match parse_extended_request(&b) {
+            None => prop_assert_ne!(be32(&b), EXTENDED_REQUEST_MAGIC),
+            Some(r) => {
+                let mut again = EXTENDED_REQUEST_MAGIC.to_be_bytes().to_vec();
+                again.extend_from_slice(&r.flags.to_be_bytes());
+                again.extend_from_slice(&r.kind.to_be_bytes());
+                again.extend_from_slice(&r.handle.to_be_bytes());
+                again.extend_from_slice(&r.offset.to_be_bytes());
+                again.extend_from_slice(&r.len.to_be_bytes());
+                prop_assert_eq!(&again[..], &b[..]);
+                // Each form has its own magic: never both.
+                let compact: [u8; REQUEST_LEN] = b[..REQUEST_LEN].try_into().unwrap();
+                prop_assert!(parse_request(&compact).is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn a_payload_follows_writes_and_extended_payload_len_only(
+        flags in any::<u16>(),
+        kind in prop_oneof![0u16..8, any::<u16>()],
+        len in any::<u64>(),
+    ) {
+        let r = Request { flags, kind, handle: 1, offset: 0, len };
+        let write = kind == CMD_WRITE;
+        for framing in [Framing::Simple, Framing::Structured] {
+            prop_assert_eq!(r.payload(framing), if write { len } else { 0 });
+        }
+        let flagged = flags & CMD_FLAG_PAYLOAD_LEN != 0;
+        prop_assert_eq!(r.payload(Framing::Extended), if write || flagged { len } else { 0 });
+    }
+
+    #[test]
+    fn reply_heads_frame_their_payload_in_every_framing(
+        handle in any::<u64>(),
+        offset in any::<u64>(),
+        data_len in 1u32..=(32 << 20),
+        msg_len in 0u16..=4096,
+        extents in 1usize..=1024,
+        error in prop_oneof![Just(NbdError::Inval), Just(NbdError::Io), Just(NbdError::Overflow)],
+    ) {
+        for framing in [Framing::Simple, Framing::Structured, Framing::Extended] {
+            let to = ReplyTo { framing, handle, offset };
+            let ext = framing == Framing::Extended;
+            let status_len = if ext { 16 } else { 8 } * extents as u64;
+            let heads = [
+                (Head::done(to), 0, REPLY_TYPE_NONE),
+                (Head::read(to, data_len), u64::from(data_len), REPLY_TYPE_OFFSET_DATA),
+                (Head::error(to, error, msg_len), u64::from(msg_len), REPLY_TYPE_ERROR),
+                (Head::block_status(to, 1, extents), status_len, REPLY_TYPE_BLOCK_STATUS_EXT),
+            ];
+            for (head, follows, kind) in heads {
+                if framing == Framing::Simple && kind == REPLY_TYPE_BLOCK_STATUS_EXT {
+                    continue; // Block status needs chunks: refused before it runs.
+                }
+                let b = head.as_bytes();
+                let magic = be32(b);
+                if framing == Framing::Simple || (framing == Framing::Structured && kind == REPLY_TYPE_NONE) {
+                    prop_assert_eq!(magic, SIMPLE_REPLY_MAGIC);
+                    prop_assert_eq!(b.len(), 16);
+                    prop_assert_eq!(be64(&b[8..16]), handle);
+                    let err = if kind == REPLY_TYPE_ERROR { error as u32 } else { 0 };
+                    prop_assert_eq!(be32(&b[4..8]), err);
+                    continue;
+                }
+                // A chunk: DONE, the handle, and a length covering the rest of the head
+                // plus what follows it in the frame.
+                prop_assert_eq!(be16(&b[4..6]), REPLY_FLAG_DONE);
+                prop_assert_eq!(be64(&b[8..16]), handle);
+                let (header, len) = if ext {
+                    prop_assert_eq!(magic, EXTENDED_REPLY_MAGIC);
+                    prop_assert_eq!(be64(&b[16..24]), offset, "the request's offset");
+                    (32, be64(&b[24..32]))
+                } else {
+                    prop_assert_eq!(magic, STRUCTURED_REPLY_MAGIC);
+                    (20, u64::from(be32(&b[16..20])))
+                };
+                prop_assert_eq!(len, (b.len() - header) as u64 + follows);
+                let want_kind = match kind {
+                    REPLY_TYPE_BLOCK_STATUS_EXT if !ext => REPLY_TYPE_BLOCK_STATUS,
+                    k => k,
+                };
+                prop_assert_eq!(be16(&b[6..8]), want_kind);
+                if kind == REPLY_TYPE_OFFSET_DATA {
+                    prop_assert_eq!(be64(&b[header..]), offset, "the data's offset");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_give_well_formed_replies_however_split(
         flags in client_flags(),
         body in prop::collection::vec(any::<u8>(), 0..256),
@@ -427,6 +540,8 @@ proptest! {
                 input.extend(option(OPT_GO, &info_data(b"", r)));
                 want.push(Model::info_replies(r));
             }
+            // The client MUST NOT after extended headers: the server closes, unanswered.
+            Last::ExportName if model.extended => input.extend(option(OPT_EXPORT_NAME, &[])),
             Last::ExportName => {
                 input.extend(option(OPT_EXPORT_NAME, &[]));
                 want.push(vec![]);
@@ -434,10 +549,14 @@ proptest! {
         }
         let r = run(&input, &chunks);
         prop_assert_eq!(r.consumed, input.len());
-        prop_assert_eq!(&r.status, &Status::Transmit {
-            structured: model.structured,
-            block_status: model.meta,
-        });
+        if matches!(end, Last::ExportName) && model.extended {
+            prop_assert!(matches!(r.status, Status::Failed(_)), "{:?}", r.status);
+        } else {
+            prop_assert_eq!(&r.status, &Status::Transmit {
+                framing: model.framing(),
+                block_status: model.meta,
+            });
+        }
         prop_assert_eq!(check_form(&input, &r), want);
     }
 
@@ -460,6 +579,7 @@ proptest! {
             prop::collection::vec(any::<u8>(), 1..24).prop_map(|d| (OPT_EXPORT_NAME, d)),
             prop::collection::vec(any::<u8>(), 0..24)
                 .prop_map(|d| (OPT_SET_META_CONTEXT, d)),
+            prop::collection::vec(any::<u8>(), 1..24).prop_map(|d| (OPT_EXTENDED_HEADERS, d)),
         ],
         chunks in chunking(),
     ) {
@@ -477,6 +597,8 @@ proptest! {
         } else if code == OPT_GO {
             let last = kinds.last().and_then(|k| k.last()).copied();
             prop_assert!(matches!(last, Some(REP_ERR_INVALID | REP_ERR_UNKNOWN)), "{last:?}");
+        } else if code == OPT_EXTENDED_HEADERS {
+            prop_assert_eq!(kinds.last(), Some(&vec![REP_ERR_INVALID]));
         }
     }
 }
