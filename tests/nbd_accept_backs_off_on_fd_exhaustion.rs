@@ -25,6 +25,15 @@ fn greeted(s: &mut TcpStream) -> bool {
     s.read_exact(&mut hello).is_ok() && &hello[..8] == NBDMAGIC
 }
 
+/// The greeting is already in the socket (no waiting).
+fn greeted_already(s: &mut TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut hello = [0u8; 18];
+    let ok = s.read_exact(&mut hello).is_ok() && &hello[..8] == NBDMAGIC;
+    s.set_nonblocking(false).unwrap();
+    ok
+}
+
 #[test]
 fn nbd_server_backs_off_when_out_of_fds() {
     let mut server = Server::start(
@@ -38,7 +47,11 @@ fn nbd_server_backs_off_when_out_of_fds() {
     let (cpu0, err0) = (server.cpu_time(), server.stderr_len());
     std::thread::sleep(WINDOW);
     let (cpu1, err1) = (server.cpu_time(), server.stderr_len());
-    assert!(server.running(), "nbd_server exited: {}", server.stderr_text());
+    assert!(
+        server.running(),
+        "nbd_server exited: {}",
+        server.stderr_text()
+    );
     let cpu = (cpu1 - cpu0).as_secs_f64() / WINDOW.as_secs_f64();
     let logged = server.stderr_len();
     let head: String = server.stderr_text().chars().take(600).collect();
@@ -52,8 +65,14 @@ fn nbd_server_backs_off_when_out_of_fds() {
         "the server should report the fd shortage"
     );
     assert!(cpu < 0.20, "{:.0} % of a CPU while out of fds", cpu * 100.0);
-    assert!(logged < 64 * 1024, "{logged} bytes of stderr while out of fds");
-    assert!(greeted(&mut clients[0]), "an accepted client is not served");
+    assert!(
+        logged < 64 * 1024,
+        "{logged} bytes of stderr while out of fds"
+    );
+    // The clients the server did accept (which ones depends on which core's listener took
+    // them before the fds ran out) have their greeting waiting by now.
+    let served = clients.iter_mut().filter(|c| greeted_already(c)).count();
+    assert!(served > 0, "no accepted client was served");
     clients.clear();
     let mut fresh = server.connect();
     assert!(
