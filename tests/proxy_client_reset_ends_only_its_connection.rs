@@ -8,9 +8,7 @@ mod proxy_common;
 use std::net::Shutdown;
 use std::time::Duration;
 
-use proxy_common::{
-    Behaviour, LOSSLESS, MODES, Proxy, Server, read_pattern, reset, send_pattern, wait_until,
-};
+use proxy_common::{Behaviour, LOSSLESS, MODES, Proxy, Server, read_pattern, reset, send_pattern};
 
 const TOTAL: u64 = 64 << 20;
 
@@ -52,11 +50,7 @@ fn reset_mid_transfer(mode: &str) {
     }
     assert!(proxy.alive(), "{mode}: the proxy still runs");
     drop(good);
-    wait_until(
-        Duration::from_secs(20),
-        "the proxy's fds back to its baseline",
-        || proxy.fd_count() == baseline,
-    );
+    proxy.wait_fds_back_to(baseline, Duration::from_secs(20));
 }
 
 #[test]

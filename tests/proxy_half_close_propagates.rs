@@ -10,9 +10,7 @@ mod proxy_common;
 use std::net::Shutdown;
 use std::time::Duration;
 
-use proxy_common::{
-    Behaviour, LOSSLESS, MODES, Proxy, Server, read_pattern, send_pattern, wait_until,
-};
+use proxy_common::{Behaviour, LOSSLESS, MODES, Proxy, Server, read_pattern, send_pattern};
 
 const REQUEST: u64 = 300 << 10;
 const REPLY: u64 = 700 << 10;
@@ -51,11 +49,7 @@ fn half_close(mode: &str) {
          EOF, then end of stream"
     );
     drop(client);
-    wait_until(
-        Duration::from_secs(20),
-        "the connection's fds to close",
-        || proxy.fd_count() == baseline,
-    );
+    proxy.wait_fds_back_to(baseline, Duration::from_secs(20));
 }
 
 #[test]

@@ -79,11 +79,7 @@ fn burst(mode: &str) {
     wait_until(Duration::from_secs(20), "every connection to end", || {
         proxy.fresh_stats().conns == 0
     });
-    wait_until(
-        Duration::from_secs(10),
-        "the proxy's fds back to their baseline",
-        || proxy.fd_count() == baseline,
-    );
+    proxy.wait_fds_back_to(baseline, Duration::from_secs(10));
 }
 
 #[test]

@@ -47,11 +47,7 @@ fn short_connections(mode: &str) {
         c.join().expect("a client thread");
     }
 
-    wait_until(
-        Duration::from_secs(30),
-        "the proxy's fds back to its baseline",
-        || proxy.fd_count() == baseline,
-    );
+    proxy.wait_fds_back_to(baseline, Duration::from_secs(30));
     wait_until(
         Duration::from_secs(30),
         "no open connection in the stats",

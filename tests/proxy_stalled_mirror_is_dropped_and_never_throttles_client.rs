@@ -110,11 +110,7 @@ fn all_closed(
     wait_until(Duration::from_secs(10), "the connection to end", || {
         proxy.fresh_stats().conns == 0
     });
-    wait_until(
-        Duration::from_secs(10),
-        "the proxy's fds back to their baseline (client, upstream and mirror sockets closed)",
-        || proxy.fd_count() == baseline,
-    );
+    proxy.wait_fds_back_to(baseline, Duration::from_secs(10));
     release.send(()).unwrap();
     let seen = mirror.next_seen();
     assert!(

@@ -6,7 +6,7 @@
 //! thread prints with `--stats`:
 //!
 //! ```text
-//! proxy-stats: conns=3 accepted=1000 held_bytes=131072 max_held_bytes=4194304 bound=4194304 throttled=17 mirrors_dropped=1 rings=2
+//! proxy-stats: conns=3 accepted=1000 held_bytes=131072 max_held_bytes=4194304 bound=4194304 throttled=17 mirrors_dropped=1 rings=2 idle_pipes=0
 //! ```
 //!
 //! - `conns`: connections open now; `accepted`: since start;
@@ -19,7 +19,8 @@
 //! - `mirrors_dropped`: mirrors dropped from their connection since start: over their
 //!   `--mirror-budget`, stalled for `--mirror-timeout`, or failed;
 //! - `rings`: buffer rings mapped now, all cores (lease mode: connection directions that
-//!   carry a stream, plus idle rings kept for reuse).
+//!   carry a stream, plus idle rings kept for reuse);
+//! - `idle_pipes`: empty pipes kept for reuse, all cores (splice mode; two fds each).
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -36,6 +37,7 @@ static MAX_HELD: AtomicUsize = AtomicUsize::new(0);
 static THROTTLED: AtomicU64 = AtomicU64::new(0);
 static MIRRORS_DROPPED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static RINGS: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static IDLE_PIPES: AtomicUsize = AtomicUsize::new(0);
 
 /// Count one mirror dropped from its connection.
 pub(crate) fn mirror_dropped() {
@@ -171,7 +173,7 @@ impl Drop for Held {
 pub(crate) fn line(bound: usize) -> String {
     format!(
         "proxy-stats: conns={} accepted={} held_bytes={} max_held_bytes={} bound={} throttled={} \
-         mirrors_dropped={} rings={}",
+         mirrors_dropped={} rings={} idle_pipes={}",
         CONNS.load(Relaxed),
         ACCEPTED.load(Relaxed),
         HELD.load(Relaxed),
@@ -180,6 +182,7 @@ pub(crate) fn line(bound: usize) -> String {
         THROTTLED.load(Relaxed),
         MIRRORS_DROPPED.load(Relaxed),
         RINGS.load(Relaxed),
+        IDLE_PIPES.load(Relaxed),
     )
 }
 

@@ -48,6 +48,7 @@ pub struct Stats {
     pub throttled: u64,
     pub mirrors_dropped: u64,
     pub rings: u64,
+    pub idle_pipes: u64,
 }
 
 impl Stats {
@@ -66,6 +67,7 @@ impl Stats {
                 "throttled" => s.throttled = v,
                 "mirrors_dropped" => s.mirrors_dropped = v,
                 "rings" => s.rings = v,
+                "idle_pipes" => s.idle_pipes = v,
                 _ => {}
             }
         }
@@ -162,6 +164,16 @@ impl Proxy {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .expect("/proc/<proxy>/fd")
             .count()
+    }
+
+    /// Wait (at most `limit`) until the proxy holds no fd beyond `baseline` but the empty
+    /// pipes splice mode keeps for reuse (two fds each, `idle_pipes` in its stats): every
+    /// socket and pipe of the connections that came and went is closed.
+    pub fn wait_fds_back_to(&self, baseline: usize, limit: Duration) {
+        wait_until(limit, "the proxy's fds back to their baseline", || {
+            let pooled = 2 * self.fresh_stats().idle_pipes as usize;
+            self.fd_count() == baseline + pooled
+        });
     }
 
     /// The proxy's resident set size, in KiB (`VmRSS` of `/proc/<pid>/status`).
