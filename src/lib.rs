@@ -44,4 +44,5 @@ pub use ringleader_io::lease_ops;
 pub use ringleader_io::{fd, fs, net, pipe, time};
 
 pub mod compat;
+pub mod sync;
 pub use ringleader_macros::{main, test};
