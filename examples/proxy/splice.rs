@@ -34,8 +34,10 @@
 //! runtime's cap on io-wq workers, splices of busy connections queued behind idle ones. So
 //! every socket and pipe here is non-blocking (`conn.rs` sets the sockets): a splice moves
 //! what it can and returns, `EAGAIN` if nothing; the proxy then waits for readiness with a
-//! poll in the ring (`poll.rs`), which takes no thread, and tries again. Each splice is tried
-//! first and polled for only when it finds nothing to do, so a busy stream costs no polls.
+//! poll in the ring (`poll.rs`), which takes no thread, and tries again. A fill after one that
+//! filled its pipe, and every drain, is tried first and polls only if it finds nothing to do,
+//! so a busy stream costs few polls; other fills wait for readiness first, so an idle source
+//! costs no splice.
 //!
 //! # Pipes are lent, not owned
 //!
@@ -163,11 +165,18 @@ thread_local! {
 struct PipeSlot {
     pipe: Option<PipeLease>,
     size: usize,
+    /// The last fill filled the pipe: the source likely has more, so the next fill splices
+    /// at once instead of waiting for readiness first.
+    eager: bool,
 }
 
 impl PipeSlot {
     fn new(size: usize) -> PipeSlot {
-        PipeSlot { pipe: None, size }
+        PipeSlot {
+            pipe: None,
+            size,
+            eager: false,
+        }
     }
 
     /// The pipe: the one held, an idle one of this core, or a new one.
@@ -366,25 +375,30 @@ pub(crate) async fn backward(src: &Peer, dst: &Peer, cfg: &Config) -> io::Result
 }
 
 /// Splice up to `len` bytes from `src` into the slot's (empty) pipe; `Ok(0)` at its end of
-/// stream. With a pipe in hand it tries at once; when `src` has nothing the pipe goes back
-/// to the pool, and the next try waits for `src` to be readable and takes one again.
+/// stream. If the last fill filled the pipe, `src` likely has more: splice at once.
+/// Otherwise give the pipe back to the pool, wait for `src` to be readable (a poll in the
+/// ring, no thread), then take a pipe and splice; `EAGAIN` (nothing after all) waits again.
 async fn fill(slot: &mut PipeSlot, src: &Peer, len: usize) -> io::Result<usize> {
+    let mut ready = slot.eager && slot.pipe.is_some();
     loop {
-        if let Some(pipe) = slot.pipe.as_mut() {
-            let out = PipeGroup::new(pipe)
-                .splice_from(&src.sock, None, len)
-                .into_future()
-                .await;
-            match out.leader {
-                Ok(n) => return Ok(n),
-                Err(e) if would_block(&e) => slot.release(),
-                Err(e) => return Err(src.error("splice from", e)),
-            }
+        if !ready {
+            slot.release();
+            poll::readable(&src.sock)
+                .await
+                .map_err(|e| src.error("poll", e))?;
         }
-        poll::readable(&src.sock)
-            .await
-            .map_err(|e| src.error("poll", e))?;
-        slot.get()?;
+        let out = PipeGroup::new(slot.get()?)
+            .splice_from(&src.sock, None, len)
+            .into_future()
+            .await;
+        match out.leader {
+            Ok(n) => {
+                slot.eager = n == len;
+                return Ok(n);
+            }
+            Err(e) if would_block(&e) => ready = false,
+            Err(e) => return Err(src.error("splice from", e)),
+        }
     }
 }
 
