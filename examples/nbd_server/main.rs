@@ -10,15 +10,16 @@
 //! # Protocol (doc/proto.md of the NetworkBlockDevice project)
 //!
 //! Fixed newstyle handshake with `EXPORT_NAME`, `INFO`, `GO`, `LIST`, `ABORT`,
-//! `STRUCTURED_REPLY` and `LIST`/`SET_META_CONTEXT` for `base:allocation` (`handshake/`);
+//! `STRUCTURED_REPLY`, `EXTENDED_HEADERS` (32-byte requests and replies, 64-bit lengths, as
+//! qemu 8.2+ asks for) and `LIST`/`SET_META_CONTEXT` for `base:allocation` (`handshake/`);
 //! one export, the default one (named ""). Transmission flags `HAS_FLAGS`, `SEND_FLUSH`,
 //! `SEND_FUA`, `SEND_TRIM`, `SEND_WRITE_ZEROES`, `CAN_MULTI_CONN`, `SEND_DF` with structured
 //! replies, `READ_ONLY` with `--readonly`. Commands `READ`, `WRITE` (+FUA), `FLUSH`, `TRIM`
 //! (punches a hole), `WRITE_ZEROES`, `BLOCK_STATUS` (holes from `SEEK_DATA`/`SEEK_HOLE`,
 //! `status.rs`), `DISC` (`conn.rs`), replied to out of order as they finish, through one
-//! writer per connection that batches replies (`reply.rs`). Not offered: TLS, extended
-//! headers, `CACHE`, fast zero, several exports (each is refused as the protocol says, e.g.
-//! `NBD_REP_ERR_UNSUP`; clients fall back).
+//! writer per connection that batches replies (`reply.rs`). Not offered: TLS, `CACHE`, fast
+//! zero, the block-status payload extension, several exports (each is refused as the
+//! protocol says, e.g. `NBD_REP_ERR_UNSUP`; clients fall back).
 //!
 //! # Limits
 //!
@@ -43,7 +44,8 @@
 //!
 //! - `proto.rs`: wire format; `handshake/`: option haggling (a state machine without I/O);
 //! - `status.rs`: block status; `limits.rs`: timeouts, the memory budget, the drain;
-//! - `conn.rs`: the transmission phase (reader, per-request tasks, flow control);
+//! - `conn.rs`: the transmission phase (reader, per-request tasks); `conn/check.rs`: the
+//!   request checks; `conn/window.rs`: per-connection flow control;
 //! - `reply.rs`: the reply writer; `export.rs`: the storage ops behind the commands;
 //! - `block.rs`: request memory (pool lease or heap) and the file ops on it;
 //! - `image.rs`: opening the image, seeding mirrors, the temporary image.
