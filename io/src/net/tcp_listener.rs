@@ -82,7 +82,10 @@ impl TcpListener {
     /// (`IORING_OP_ACCEPT` with `IORING_ACCEPT_MULTISHOT`, Linux 5.19), armed at once.
     ///
     /// The stream never ends. An error item (`ECONNABORTED` for a client that reset before
-    /// it was accepted, `EMFILE`, ...) does not stop it: the next poll re-arms the accept.
+    /// it was accepted, `EMFILE`, ...) does not stop it: the next poll re-arms the accept,
+    /// after a pause of 10 ms doubling to 1 s when the error says the process is out of fds
+    /// or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`), so a loop that logs errors and
+    /// polls on does not spin while clients wait in the backlog.
     /// Connections the kernel accepts after the stream is dropped are closed.
     pub fn incoming(&self) -> Incoming {
         Incoming {
