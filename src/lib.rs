@@ -26,11 +26,11 @@
 //! ```
 
 pub use ringleader_executor::{
-    BlockingHandle, Builder, Completable, Cqe, GroupOp, GroupOptions, GroupOutput, JoinError,
-    JoinHandle, Lane, LocalRuntime, MemberLen, MemberPrep, MemberSpec, MultiCompletable, MultiOp,
-    Op, Orphan, Runtime, SetupFlags, SetupInfo, Stats, YieldNow, ZeroFill, block_on, core_count,
-    current_core, nop, nop_with_result, ring_fd, ring_id, setup_info, spawn, spawn_blocking,
-    spawn_on, stats, with_submitter, yield_now,
+    BlockingHandle, Builder, Completable, Cqe, GroupOp, GroupOptions, GroupOutput, Handle,
+    JoinError, JoinHandle, Lane, LocalRuntime, MemberLen, MemberPrep, MemberSpec, MultiCompletable,
+    MultiOp, Op, Orphan, Runtime, SetupFlags, SetupInfo, Stats, YieldNow, ZeroFill, block_on,
+    core_count, current_core, nop, nop_with_result, ring_fd, ring_id, setup_info, spawn,
+    spawn_blocking, spawn_on, stats, with_submitter, yield_now,
 };
 
 /// Buffers: owned buffers, and (growing) registered pools and leases.

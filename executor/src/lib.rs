@@ -45,6 +45,7 @@ mod context;
 mod core;
 mod driver;
 mod group;
+mod handle;
 mod lane;
 mod lifecycle;
 mod op;
@@ -58,6 +59,7 @@ mod task;
 
 pub use blocking::{BlockingHandle, spawn_blocking};
 pub use group::{GroupOp, GroupOptions, GroupOutput, MemberLen, MemberPrep, MemberSpec, ZeroFill};
+pub use handle::Handle;
 pub use lane::Lane;
 pub use lifecycle::Cqe;
 pub use op::{Completable, MultiCompletable, MultiOp, Op, Orphan};

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::context;
 use crate::core::{Core, CoreTable, Tuning};
+use crate::handle::Handle;
 use crate::setup::{RingConfig, SetupFlags, SetupInfo};
 use crate::shared::Shared;
 use crate::stats::Stats;
@@ -327,6 +328,12 @@ impl Runtime {
     /// Number of cores.
     pub fn cores(&self) -> usize {
         self.table.len()
+    }
+
+    /// A [`Handle`] to this runtime's cores, for spawning onto them from other threads
+    /// (`Send + Sync + Clone`; it does not keep the cores running).
+    pub fn handle(&self) -> Handle {
+        Handle::new(Arc::clone(&self.table))
     }
 
     /// Spawn `f()` on core `core`. `f` must be `Send`; the future it returns need not be.
