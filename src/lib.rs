@@ -45,4 +45,5 @@ pub use ringleader_io::{fd, fs, net, pipe, time};
 
 pub mod compat;
 pub mod sync;
+pub mod task;
 pub use ringleader_macros::{main, test};
