@@ -10,6 +10,7 @@ pub mod group;
 pub mod lease_ops;
 pub mod net;
 pub mod pipe;
+pub mod signal;
 pub mod time;
 
 pub use ringleader_buf::BufResult;
