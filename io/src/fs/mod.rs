@@ -72,6 +72,13 @@
 //! }).unwrap();
 //! ```
 //!
+//! # Helpers
+//!
+//! tokio's whole-file and directory helpers under the same names: [`read`],
+//! [`read_to_string`] and [`write`] (ring ops), [`copy`] and [`canonicalize`] (the blocking
+//! pool: `copy_file_range` copies inside the kernel; `realpath` has no op), [`read_dir`]
+//! (`getdents64` on the blocking pool, entries in batches) and [`metadata`] (`STATX`).
+//!
 //! # Kernel versions
 //!
 //! Each op names its opcode and minimum kernel: most need 5.6 (including
@@ -83,17 +90,21 @@
 mod compat;
 mod error;
 mod file;
+mod helpers;
 mod metadata;
 mod open_options;
 pub mod ops;
 mod path;
+mod read_dir;
 mod resolve;
 
 pub use error::{PathError, raw_os_error};
 pub use file::File;
+pub use helpers::{canonicalize, copy, read, read_to_string, write};
 pub use metadata::Metadata;
 pub use open_options::OpenOptions;
 pub use path::{create_dir, metadata, remove_dir, remove_file, rename, symlink_metadata};
+pub use read_dir::{DirEntry, ReadDir, read_dir};
 pub use resolve::Resolve;
 
 /// The fd of a [`File`], shared with every op in flight on it so it is closed only after the
