@@ -116,8 +116,7 @@ fn cross_core_watcher_woken() {
             from,
             move || async move {
                 rx.changed().await.unwrap();
-                let v = *rx.borrow_and_update();
-                v
+                *rx.borrow_and_update()
             },
             move || {
                 for v in 1..=10 {
