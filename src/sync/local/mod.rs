@@ -3,9 +3,16 @@
 //! In a thread-per-core runtime most synchronisation is between tasks of one core: a
 //! connection's reader and writer, a per-core cache, a per-core worker pool. These types are
 //! built for that: `Rc`, `Cell` and `RefCell`, no atomics and no locks, and they never reach
-//! another core's ring. Their handles are `!Send` (the compiler keeps them on their core),
-//! and the lock types are `!Sync`. Use [`ringleader::sync`](crate::sync) for anything that
-//! crosses cores or threads.
+//! another core's ring. Channel handles, guards and owned permits are `!Send` (the compiler
+//! keeps them on their core); `Mutex`, `RwLock`, `Semaphore` and `Notify` are `!Sync`, so
+//! they can move to another thread only while nobody uses them. Use
+//! [`ringleader::sync`](crate::sync) for anything that crosses cores or threads.
+//!
+//! ```compile_fail
+//! // A local channel cannot reach another core: its handles are `!Send`.
+//! let (tx, _rx) = ringleader::sync::local::mpsc::channel::<u8>(1);
+//! std::thread::spawn(move || drop(tx));
+//! ```
 //!
 //! Names and signatures are tokio's (`Rc` where tokio takes an `Arc`), so
 //! `tokio::sync::X` ports to `ringleader::sync::local::X`. There are no `blocking_*`
