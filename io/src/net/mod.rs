@@ -23,6 +23,9 @@
 //! [`TcpStream`] and [`UnixStream`] also implement `futures::io::{AsyncRead, AsyncBufRead,
 //! AsyncWrite}` with internal buffers moved into the in-flight op (see `compat`).
 //!
+//! [`TcpStream::into_split`] gives owned read and write halves for two tasks on one core;
+//! [`lookup_host`] resolves names on the blocking pool (tokio's names for both).
+//!
 //! Minimum kernel per op: `CONNECT`/`ACCEPT` 5.5, `SENDMSG`/`RECVMSG` 5.3, `SEND`/`RECV`
 //! 5.6, `SHUTDOWN` 5.11, multishot `ACCEPT` 5.19, `SEND_ZC` 6.0.
 //!
@@ -55,10 +58,12 @@
 mod accept;
 mod addr;
 mod compat;
+mod lookup_host;
 mod msg;
 mod owned_io;
 mod socket;
 mod tcp_listener;
+mod tcp_split;
 mod tcp_stream;
 mod udp;
 mod unix;
@@ -69,8 +74,10 @@ pub mod recv_multi;
 
 pub use std::net::Shutdown;
 
+pub use lookup_host::{ToSocketAddrs, lookup_host};
 pub use owned_io::OwnedIo;
 pub use tcp_listener::{Incoming, TcpListener};
+pub use tcp_split::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
 pub use tcp_stream::TcpStream;
 pub use udp::UdpSocket;
 pub use unix::{UnixIncoming, UnixListener, UnixStream};

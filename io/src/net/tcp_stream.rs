@@ -193,6 +193,16 @@ impl TcpStream {
         Ok(std::net::TcpStream::from(self.into_owned_fd()?))
     }
 
+    /// The socket and the futures-io state, for [`TcpStream::into_split`].
+    pub(super) fn into_parts(self) -> (Rc<Socket>, IoState) {
+        (self.sock, self.io)
+    }
+
+    /// Reassemble what [`TcpStream::into_parts`] gave (`OwnedReadHalf::reunite`).
+    pub(super) fn from_parts(sock: Rc<Socket>, io: IoState) -> TcpStream {
+        TcpStream { sock, io }
+    }
+
     /// The socket's fd, owned (see [`TcpStream::into_std`]).
     pub fn into_owned_fd(self) -> io::Result<OwnedFd> {
         let TcpStream { sock, io } = self;
