@@ -75,7 +75,7 @@
 //! # Helpers
 //!
 //! tokio's whole-file and directory helpers under the same names: [`read`],
-//! [`read_to_string`] and [`write`] (ring ops), [`copy`] and [`canonicalize`] (the blocking
+//! [`read_to_string`] and [`write`](fn@write) (ring ops), [`copy`] and [`canonicalize`] (the blocking
 //! pool: `copy_file_range` copies inside the kernel; `realpath` has no op), [`read_dir`]
 //! (`getdents64` on the blocking pool, entries in batches) and [`metadata`] (`STATX`).
 //!
