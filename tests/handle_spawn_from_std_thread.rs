@@ -55,6 +55,21 @@ fn std_thread_spawns_on_every_core() {
     .join()
     .unwrap();
     assert_eq!(v, 6);
+    // tokio's Handle::spawn: Send futures spread over the cores.
+    let h = handle.clone();
+    let mut cores = std::thread::spawn(move || {
+        let hs: Vec<_> = (0..8)
+            .map(|_| h.spawn(async { ringleader::current_core() }))
+            .collect();
+        hs.into_iter()
+            .map(|t| futures::executor::block_on(t).unwrap())
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    cores.sort();
+    cores.dedup();
+    assert_eq!(cores, [0, 1], "round robin reaches both cores");
     rt.shutdown();
 
     let late = handle.spawn_on(0, || async { 1 });

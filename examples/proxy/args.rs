@@ -228,6 +228,15 @@ fn check_mirror_budget(
         Mode::Splice => (2 * 4096, 4096),
         Mode::Lease | Mode::Copy => (buf_size, buf_size),
     };
+    // Lease mode's ring has a power of two buffers, at most the bound: the budget must leave
+    // the upstream a buffer of it, or a mirror could hold the whole ring within its budget.
+    let max_buffered = match mode {
+        Mode::Lease => {
+            let n = (max_buffered / buf_size).clamp(1, 1 << 15);
+            (1 << n.ilog2()) * buf_size
+        }
+        Mode::Splice | Mode::Copy => max_buffered,
+    };
     if budget < least {
         return Err(format!(
             "--mirror-budget {budget}: at least {least} ({})",
@@ -240,7 +249,9 @@ fn check_mirror_budget(
     }
     if budget + room > max_buffered {
         return Err(format!(
-            "--mirror-budget {budget}: must leave the upstream at least {room} bytes of              --max-buffered {max_buffered}, so a slow mirror never stops the client"
+            "--mirror-budget {budget}: must leave the upstream at least {room} bytes of the \
+             {max_buffered} a connection direction holds (--max-buffered; in lease mode, \
+             rounded down to a power of two buffers), so a slow mirror never stops the client"
         ));
     }
     Ok(())

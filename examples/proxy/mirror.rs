@@ -40,6 +40,19 @@ pub(crate) struct Lead {
 }
 
 impl Lead {
+    /// Bytes the upstream has taken so far.
+    pub(crate) fn taken(&self) -> u64 {
+        self.taken.get()
+    }
+
+    /// Wake `waker` when the lead next moves (once).
+    pub(crate) fn wake_on_advance(&self, waker: &Waker) {
+        let mut watchers = self.watchers.borrow_mut();
+        if !watchers.iter().any(|w| w.will_wake(waker)) {
+            watchers.push(waker.clone());
+        }
+    }
+
     /// The upstream took `n` more bytes.
     pub(crate) fn advance(&self, n: usize) {
         self.taken.set(self.taken.get() + n as u64);
@@ -147,10 +160,7 @@ impl<'l> Lag<'l> {
             }
             drop(verdict);
             *self.waker.borrow_mut() = Some(cx.waker().clone());
-            let mut watchers = self.lead.watchers.borrow_mut();
-            if !watchers.iter().any(|w| w.will_wake(cx.waker())) {
-                watchers.push(cx.waker().clone());
-            }
+            self.lead.wake_on_advance(cx.waker());
             Poll::Pending
         })
         .await

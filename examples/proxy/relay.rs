@@ -11,8 +11,11 @@
 //! 11-34 s where copy mode took 1.2 s (`docs/proxy.md`, "Short connections").
 //!
 //! A receive that **fills its whole buffer** shows a stream: the sender had more queued than
-//! one buffer holds. The direction then waits until what it holds has been sent (so the
-//! bound holds across the switch), takes a ring and keeps one multishot `IORING_OP_RECV` with
+//! one buffer holds. The direction switches once everything it holds has been sent (so the
+//! ring and the heap buffers never hold more than the bound together): it waits for the
+//! upstream to send it — the upstream's pace is the client's anyway — but never for a
+//! mirror; while only mirrors hold chunks it keeps receiving into heap buffers and tries
+//! again after the next receive. Then it takes a ring and keeps one multishot `IORING_OP_RECV` with
 //! buffer select armed on the source (`TcpStream::recv_multi`); every CQE hands over a
 //! buffer of the direction's own [`BufRing`] as a `Lease`. Each destination's writer sends
 //! the leases queued for it straight from the ring buffers: one `IORING_OP_SENDMSG` of up to
@@ -49,11 +52,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::io;
 use std::net::Shutdown;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::Poll;
 
 use futures::StreamExt;
 use futures::future::{Either, select, try_join, try_join_all};
@@ -141,12 +146,12 @@ pub(crate) async fn relay(src: &Peer, dsts: &[&Peer], cfg: &Config) -> io::Resul
             _ => Queue::lead(&lead),
         })
         .collect();
+    // The direction's ring, once it has one: given back when every send from it is done.
+    let ring = RefCell::new(None);
     let reader = async {
         let res = match cfg.mode {
-            Mode::Lease => read_leases(src, cfg, &budget, &queues).await,
-            _ => read_copies(src, cfg.buf_size, &budget, &queues, false)
-                .await
-                .map(drop),
+            Mode::Lease => read_leases(src, cfg, &budget, &lead, &queues, &ring).await,
+            _ => read_copies(src, cfg.buf_size, &budget, &queues).await,
         };
         for q in &queues {
             q.close();
@@ -171,66 +176,109 @@ pub(crate) async fn relay(src: &Peer, dsts: &[&Peer], cfg: &Config) -> io::Resul
             None => write_queue(dst, q, cfg).await,
         }
     });
-    try_join(reader, try_join_all(writers)).await.map(drop)
+    let res = try_join(reader, try_join_all(writers)).await.map(drop);
+    if let Some(r) = ring.into_inner() {
+        give_ring(r);
+    }
+    res
 }
 
-/// Lease mode: heap buffers until a receive fills one, then the direction's ring.
+/// Lease mode: heap buffers until the direction carries a stream, then its ring.
+///
+/// A receive that fills its buffer marks a stream. The ring holds up to the bound by itself,
+/// so it is armed only once the heap chunks are all sent (`held == 0`). Waiting for that
+/// waits for the upstream (whose pace the client goes at anyway), never for a mirror: if
+/// the upstream has sent everything and only mirrors still hold chunks, the reader goes on
+/// with heap buffers and tries again after its next receive.
 async fn read_leases(
     src: &Peer,
     cfg: &Config,
     budget: &Rc<Budget>,
+    lead: &Lead,
     queues: &[Queue<'_>],
+    slot: &RefCell<Option<Ring>>,
 ) -> io::Result<()> {
-    if read_copies(src, cfg.buf_size, budget, queues, true).await? == Phase::Ended {
-        return Ok(());
+    let mut pushed = 0;
+    let mut stream = false;
+    loop {
+        if stream && settled(budget, lead, pushed).await {
+            break;
+        }
+        match read_copy(src, cfg.buf_size, budget, queues, &mut pushed).await? {
+            Read::Ended => return Ok(()),
+            Read::Chunk { full } => stream |= full,
+        }
     }
     let Some(ring) = take_ring(cfg)? else {
         // No ring memory left on this core: go on as copy mode does.
-        return read_copies(src, cfg.buf_size, budget, queues, false)
-            .await
-            .map(drop);
+        return read_copies(src, cfg.buf_size, budget, queues).await;
     };
-    // The ring holds up to the bound by itself: let what the heap phase holds go first.
-    budget.drained().await;
-    let res = read_ring(src, &ring.0, budget, queues).await;
-    give_ring(ring);
-    res
+    let ring = slot.borrow_mut().insert(ring).0.clone();
+    read_ring(src, &ring, budget, queues).await
 }
 
-/// How a run of heap-buffer receives ended.
+/// Wait until the direction holds nothing (`true`: arm the ring), or until the lead has
+/// sent all `pushed` bytes and only mirrors hold chunks (`false`: do not wait for them).
+async fn settled(budget: &Budget, lead: &Lead, pushed: u64) -> bool {
+    poll_fn(|cx| {
+        if budget.is_drained() {
+            return Poll::Ready(true);
+        }
+        if lead.taken() >= pushed {
+            return Poll::Ready(false);
+        }
+        budget.wake_on_change(cx.waker());
+        lead.wake_on_advance(cx.waker());
+        Poll::Pending
+    })
+    .await
+}
+
+/// How a heap receive ended.
 #[derive(Debug, PartialEq, Eq)]
-enum Phase {
+enum Read {
     /// The source's end of stream.
     Ended,
-    /// A receive filled its whole buffer (asked to stop there).
-    Stream,
+    /// Bytes, queued for every destination; `full` if they filled the buffer.
+    Chunk { full: bool },
 }
 
-/// Receive into a new `Vec` of `buf_size` whenever the budget has room for one, and queue it
-/// for every destination; with `until_full`, stop after a receive that fills its buffer.
+/// Copy mode: heap receives until the source ends.
 async fn read_copies(
     src: &Peer,
     buf_size: usize,
     budget: &Rc<Budget>,
     queues: &[Queue<'_>],
-    until_full: bool,
-) -> io::Result<Phase> {
-    loop {
-        budget.room(buf_size).await;
-        let held = budget.hold(buf_size);
-        let (res, buf) = src.sock.read(Vec::with_capacity(buf_size)).await;
-        let n = res.map_err(|e| src.error("recv", e))?;
-        if n == 0 {
-            return Ok(Phase::Ended);
-        }
-        let chunk = Chunk::new(Data::Owned(buf), held);
-        for q in queues {
-            q.push(Rc::clone(&chunk));
-        }
-        if until_full && n == buf_size {
-            return Ok(Phase::Stream);
-        }
+) -> io::Result<()> {
+    let mut pushed = 0;
+    while read_copy(src, buf_size, budget, queues, &mut pushed).await? != Read::Ended {}
+    Ok(())
+}
+
+/// Once the budget has room for a buffer, receive into a new `Vec` of `buf_size` and queue
+/// it for every destination (adding its size to `pushed`).
+async fn read_copy(
+    src: &Peer,
+    buf_size: usize,
+    budget: &Rc<Budget>,
+    queues: &[Queue<'_>],
+    pushed: &mut u64,
+) -> io::Result<Read> {
+    budget.room(buf_size).await;
+    let held = budget.hold(buf_size);
+    let (res, buf) = src.sock.read(Vec::with_capacity(buf_size)).await;
+    let n = res.map_err(|e| src.error("recv", e))?;
+    if n == 0 {
+        return Ok(Read::Ended);
     }
+    let chunk = Chunk::new(Data::Owned(buf), held);
+    *pushed += chunk.size() as u64;
+    for q in queues {
+        q.push(Rc::clone(&chunk));
+    }
+    Ok(Read::Chunk {
+        full: n == buf_size,
+    })
 }
 
 /// Every buffer the multishot receive fills becomes a chunk for every queue.

@@ -128,16 +128,14 @@ impl Budget {
 }
 
 impl Budget {
-    /// Wait until the direction holds nothing (not counted as a throttle).
-    pub(crate) async fn drained(&self) {
-        poll_fn(|cx| {
-            if self.held.get() == 0 {
-                return Poll::Ready(());
-            }
-            *self.waiter.borrow_mut() = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await;
+    /// Whether the direction holds nothing.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.held.get() == 0
+    }
+
+    /// Wake `waker` at the next release (the reader, polling its own condition).
+    pub(crate) fn wake_on_change(&self, waker: &Waker) {
+        *self.waiter.borrow_mut() = Some(waker.clone());
     }
 }
 

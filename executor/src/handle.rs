@@ -13,6 +13,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::context;
 use crate::core::CoreTable;
@@ -95,6 +96,28 @@ impl Handle {
             )
         });
         spawn_on_shared(target, f)
+    }
+
+    /// Spawn a `Send` future on one of the runtime's cores, chosen round robin (tokio's
+    /// `Handle::spawn`, for code that hands ready-made futures around). The future moves to
+    /// its core once and is polled only there. For `!Send` work, build the future on the
+    /// core with [`Handle::spawn_on`].
+    ///
+    /// ```
+    /// let rt = ringleader::Runtime::builder().cores(2).build().unwrap();
+    /// let handle = rt.handle();
+    /// let hs: Vec<_> = (0..4).map(|i| handle.spawn(async move { i * 2 })).collect();
+    /// let sum: i32 = hs.into_iter().map(|h| futures::executor::block_on(h).unwrap()).sum();
+    /// assert_eq!(sum, 12);
+    /// ```
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let core = NEXT.fetch_add(1, Ordering::Relaxed) % self.table.len();
+        spawn_on_shared(&self.table[core], move || future)
     }
 
     /// Run `f()` on core `core` and block the calling thread until it finishes.

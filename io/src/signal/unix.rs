@@ -112,6 +112,10 @@ impl From<SignalKind> for libc::c_int {
 /// Outside a ringleader runtime.
 pub fn signal(kind: SignalKind) -> io::Result<Signal> {
     let sig = kind.0;
+    assert!(
+        ringleader_executor::ring_id().is_some(),
+        "ringleader::signal::unix::signal called outside a ringleader runtime"
+    );
     check(sig)?;
     let core = CoreSignals::current();
     let (fd, mask) = process::register(sig)?;
