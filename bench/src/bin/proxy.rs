@@ -9,6 +9,7 @@
 //! Tables show the median with `[min .. max]` and ratios of medians. See `src/proxy/`.
 
 #[path = "../proxy/mod.rs"]
+#[expect(dead_code, reason = "src/proxy/burst.rs serves the proxy_burst bin")]
 mod proxy;
 
 use std::net::SocketAddr;
@@ -331,6 +332,7 @@ fn bench(args: &Args) -> Result<(), String> {
         mirrors,
         sinks: sinks.iter().map(Proc::pid).collect(),
         tmp: tmp.clone(),
+        haproxy_maxconn: 1000,
     };
     let header = header(args, [proxy_cpu, load_cpu, sink_cpu], &rl, &setup.mirrors);
     eprintln!("{header}");

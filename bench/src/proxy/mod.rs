@@ -16,6 +16,9 @@
 //! row): the proxy sends every byte from the client to the upstream and to each sink.
 //! iperf3's control connection goes through the proxy (and to the mirrors) too.
 //!
+//! The `proxy_burst` bin measures connection handling instead of throughput: bursts of
+//! short connections against an echo upstream ([`burst`]), through the same rows.
+//!
 //! # Invariants
 //!
 //! - Placement is the same for every row: the proxy and everything it starts on one CPU,
@@ -26,6 +29,7 @@
 //! - Nothing probes a proxy by connecting to it: readiness is its `listening on` line or a
 //!   LISTEN socket in `/proc/net/tcp`, so no stray connection reaches the iperf3 server.
 
+pub mod burst;
 pub mod iperf;
 pub mod peers;
 pub mod process;

@@ -157,6 +157,8 @@ pub struct Setup {
     pub sinks: Vec<u32>,
     /// Where haproxy's configuration files go.
     pub tmp: PathBuf,
+    /// haproxy's `maxconn` (global and frontend): above the most connections a run opens.
+    pub haproxy_maxconn: usize,
 }
 
 /// Start `row`'s proxy in front of `upstream`; `None` for [`Row::Direct`].
@@ -214,8 +216,11 @@ pub fn start(
         Row::Haproxy { splice } => {
             let port = free_port()?;
             let cfg = s.tmp.join(format!("haproxy-{port}.cfg"));
-            std::fs::write(&cfg, haproxy_config(port, upstream, splice))
-                .map_err(|e| format!("writing {}: {e}", cfg.display()))?;
+            std::fs::write(
+                &cfg,
+                haproxy_config(port, upstream, splice, s.haproxy_maxconn),
+            )
+            .map_err(|e| format!("writing {}: {e}", cfg.display()))?;
             let mut cmd = Command::new("haproxy");
             cmd.arg("-db").arg("-f").arg(&cfg);
             listening(cmd, port)
@@ -251,17 +256,18 @@ fn ringleader(
 }
 
 /// A minimal haproxy configuration: tcp mode, one thread, one frontend, one backend.
-fn haproxy_config(port: u16, upstream: SocketAddr, splice: bool) -> String {
+fn haproxy_config(port: u16, upstream: SocketAddr, splice: bool, maxconn: usize) -> String {
     let splice = if splice {
         "    option splice-auto\n"
     } else {
         ""
     };
     format!(
-        "global\n    nbthread 1\n    maxconn 1000\n\n\
+        "global\n    nbthread 1\n    maxconn {maxconn}\n\n\
          defaults\n    mode tcp\n{splice}    timeout connect 5s\n    timeout client 60s\n    \
          timeout server 60s\n\n\
-         frontend proxy\n    bind 127.0.0.1:{port}\n    default_backend upstream\n\n\
+         frontend proxy\n    bind 127.0.0.1:{port}\n    maxconn {maxconn}\n    \
+         default_backend upstream\n\n\
          backend upstream\n    server up {upstream}\n"
     )
 }
