@@ -3,8 +3,8 @@
 //! `signal(SignalKind::terminate())` on core 0 and one on core 1, and `SIGINT` then
 //! resolves `ctrl_c()` on both cores. The process is not terminated: the signals are
 //! blocked on the cores and read from the signalfd, and a delivery to a thread that does
-//! not block them is forwarded. Repeated deliveries wake a listener again; an invalid
-//! signal is refused.
+//! not block them is forwarded. Repeated deliveries wake a listener again, a dropped `recv`
+//! future loses nothing; an invalid signal is refused.
 
 use std::time::Duration;
 
@@ -79,6 +79,14 @@ fn user_signal_on_a_local_runtime_and_refused_kinds() {
         let mut b = signal(SignalKind::user_defined2()).unwrap();
         raise(libc::SIGUSR2);
         a.recv().await.unwrap();
+        b.recv().await.unwrap();
+        // A recv future dropped before the delivery loses nothing: the next recv sees it.
+        assert!(futures::FutureExt::now_or_never(a.recv()).is_none());
+        raise(libc::SIGUSR2);
+        ringleader::time::timeout(Duration::from_secs(10), a.recv())
+            .await
+            .expect("a delivery after a dropped recv")
+            .unwrap();
         b.recv().await.unwrap();
         // Deliveries coalesce per listener: two raises before a recv may give one.
         drop(b);
