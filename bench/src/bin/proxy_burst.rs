@@ -262,7 +262,9 @@ fn bench(args: &Args) -> Result<(), String> {
         mirrors: Vec::new(),
         sinks: Vec::new(),
         tmp: tmp.clone(),
-        haproxy_maxconn: args.counts.iter().copied().max().unwrap_or(1) * 2 + 100,
+        // haproxy refuses to start if 2 fds per `maxconn` (and a few) exceed RLIMIT_NOFILE.
+        haproxy_maxconn: (args.counts.iter().copied().max().unwrap_or(1) + 100)
+            .min((nofile as usize).saturating_sub(200) / 2),
     };
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let header = format!(
