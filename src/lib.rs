@@ -47,3 +47,8 @@ pub mod compat;
 pub mod sync;
 pub mod task;
 pub use ringleader_macros::{main, test};
+
+// `select!`, `join!`, `try_join!`: tokio's macros under ringleader's path (src/macros.rs).
+mod macros;
+#[doc(hidden)]
+pub use macros::__private;
