@@ -218,7 +218,7 @@ async fn echo(stream: TcpStream, ring: BufRing, conn: Conn, idle: Option<Duratio
                 _ => return,
             }
         }
-        sending = Some(stream.write(chunk));
+        sending = Some(stream.write_owned(chunk));
     }
     // End of stream or idle: the last echo goes out (unless it is stuck too), then FIN.
     if let Some(send) = sending.take() {
@@ -264,7 +264,7 @@ async fn sent(stream: &TcpStream, send: Op<Send<Lease>>) -> io::Result<()> {
 /// A short send (the socket's send buffer was full): send the rest from a copy.
 #[cold] // Loopback and LAN echoes of request-sized chunks never get here.
 async fn send_rest(stream: &TcpStream, rest: &[u8]) -> io::Result<()> {
-    stream.write_all(rest.to_vec()).await.0
+    stream.write_all_owned(rest.to_vec()).await.0
 }
 
 /// Bind on `core` and set up its buffer ring, report the bound address (or the error) on

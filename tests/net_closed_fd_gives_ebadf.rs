@@ -32,12 +32,14 @@ fn ops_on_a_closed_fd_fail_with_ebadf() {
         // `into_raw_fd` below so that no drop closes the number a second time.
         // SAFETY: nothing else uses `fd`; no wrapper closes it (see above).
         let tcp = unsafe { TcpStream::from_raw_fd(fd) };
-        let (r, buf) = tcp.read(Vec::with_capacity(8)).await;
+        let (r, buf) = tcp.read_owned(Vec::with_capacity(8)).await;
         assert!(is_ebadf(r));
         assert_eq!(buf.capacity(), 8, "the buffer comes back");
-        assert!(is_ebadf(tcp.write(b"x".to_vec()).await.0));
-        assert!(is_ebadf(tcp.read_exact(Vec::with_capacity(8)).await.0));
-        assert!(is_ebadf(tcp.write_all(b"x".to_vec()).await.0));
+        assert!(is_ebadf(tcp.write_owned(b"x".to_vec()).await.0));
+        assert!(is_ebadf(
+            tcp.read_exact_owned(Vec::with_capacity(8)).await.0
+        ));
+        assert!(is_ebadf(tcp.write_all_owned(b"x".to_vec()).await.0));
         assert!(is_ebadf(tcp.send_zc(b"x".to_vec()).await.0));
         assert!(is_ebadf(tcp.shutdown(Shutdown::Both).await));
         let _ = tcp.into_std().unwrap().into_raw_fd();
@@ -70,8 +72,8 @@ fn ops_on_a_closed_fd_fail_with_ebadf() {
 
         // SAFETY: as above.
         let unix = unsafe { UnixStream::from_raw_fd(fd) };
-        assert!(is_ebadf(unix.read(Vec::with_capacity(8)).await.0));
-        assert!(is_ebadf(unix.write(b"x".to_vec()).await.0));
+        assert!(is_ebadf(unix.read_owned(Vec::with_capacity(8)).await.0));
+        assert!(is_ebadf(unix.write_owned(b"x".to_vec()).await.0));
         let _ = unix.into_std().unwrap().into_raw_fd();
 
         // The pipe's fds are opened only now, after every op above is done with `fd`; its

@@ -80,9 +80,9 @@ async fn owned_buffer_io_and_reunite() {
     use ringleader::net::OwnedIo;
     let (a, b) = pair().await;
     let (a_rd, a_wr) = a.into_split();
-    let (res, _) = a_wr.write_all(b"line one\nline two\n".to_vec()).await;
+    let (res, _) = a_wr.write_all_owned(b"line one\nline two\n".to_vec()).await;
     res.unwrap();
-    let (res, buf) = b.read_exact(vec![0u8; 18]).await;
+    let (res, buf) = b.read_exact_owned(vec![0u8; 18]).await;
     res.unwrap();
     assert_eq!(buf, b"line one\nline two\n");
     assert_eq!(a_rd.peer_addr().unwrap(), b.local_addr().unwrap());
@@ -90,7 +90,7 @@ async fn owned_buffer_io_and_reunite() {
 
     // Bytes buffered in the read half come back with the reunited stream.
     let (b_rd, b_wr) = b.into_split();
-    let (res, _) = a_wr.write_all(b"first\nsecond\n".to_vec()).await;
+    let (res, _) = a_wr.write_all_owned(b"first\nsecond\n".to_vec()).await;
     res.unwrap();
     let mut b_rd = b_rd;
     let mut line = String::new();

@@ -50,8 +50,12 @@ async fn tcp_ops() {
     for i in 0..50u32 {
         let client = TcpStream::connect(addr).await.unwrap();
         let server = incoming.next().await.unwrap().unwrap();
-        client.write_all(i.to_le_bytes().to_vec()).await.0.unwrap();
-        let (res, buf) = server.read_exact(Vec::with_capacity(4)).await;
+        client
+            .write_all_owned(i.to_le_bytes().to_vec())
+            .await
+            .0
+            .unwrap();
+        let (res, buf) = server.read_exact_owned(Vec::with_capacity(4)).await;
         res.unwrap();
         assert_eq!(buf, i.to_le_bytes());
         server.send_zc(b"zc".to_vec()).await.0.unwrap();
@@ -107,11 +111,11 @@ async fn udp_unix_pipe_ops() {
         );
 
         let (mut x, mut y) = UnixStream::pair().unwrap();
-        x.write_all(b"u".to_vec()).await.0.unwrap();
+        x.write_all_owned(b"u".to_vec()).await.0.unwrap();
         AsyncWriteExt::write_all(&mut y, b"v").await.unwrap();
         let mut one = [0u8; 1];
         AsyncReadExt::read_exact(&mut x, &mut one).await.unwrap();
-        y.read(Vec::with_capacity(1)).await.0.unwrap();
+        y.read_owned(Vec::with_capacity(1)).await.0.unwrap();
 
         let (r, w) = ringleader::pipe::pipe().await.unwrap();
         drop((r, w));

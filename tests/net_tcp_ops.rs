@@ -43,10 +43,10 @@ fn connect_accept_read_write_round_trip_with_addresses() {
         assert_eq!(client.peer_addr().unwrap(), addr);
         assert_eq!(server.local_addr().unwrap(), addr);
 
-        let (n, buf) = client.write(b"hello".to_vec()).await;
+        let (n, buf) = client.write_owned(b"hello".to_vec()).await;
         assert_eq!(n.unwrap(), 5);
         assert_eq!(buf, b"hello", "the buffer comes back");
-        let (n, buf) = server.read(Vec::with_capacity(64)).await;
+        let (n, buf) = server.read_owned(Vec::with_capacity(64)).await;
         assert_eq!(n.unwrap(), 5);
         assert_eq!(buf, b"hello");
     });
@@ -71,11 +71,11 @@ fn read_exact_and_write_all_move_four_mib_byte_exact() {
         let (server, _) = listener.accept().await.unwrap();
         // Both directions at once: the writer task and the reader run concurrently.
         let writer = ringleader::spawn(async move {
-            let (res, buf) = client.write_all(data).await;
+            let (res, buf) = client.write_all_owned(data).await;
             res.unwrap();
             (client, buf.len())
         });
-        let (res, got) = server.read_exact(Vec::with_capacity(4 << 20)).await;
+        let (res, got) = server.read_exact_owned(Vec::with_capacity(4 << 20)).await;
         res.unwrap();
         assert!(got == expect, "bytes differ");
         let (_client, sent) = writer.await.unwrap();
@@ -89,9 +89,9 @@ fn read_exact_reports_unexpected_eof_with_the_bytes_so_far() {
         let (listener, addr) = local();
         let client = TcpStream::connect(addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        client.write_all(b"abc".to_vec()).await.0.unwrap();
+        client.write_all_owned(b"abc".to_vec()).await.0.unwrap();
         drop(client);
-        let (res, buf) = server.read_exact(Vec::with_capacity(10)).await;
+        let (res, buf) = server.read_exact_owned(Vec::with_capacity(10)).await;
         assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
         assert_eq!(buf, b"abc", "the partial bytes are kept");
     });
@@ -107,10 +107,9 @@ fn send_zc_delivers_and_returns_the_buffer() {
         let mut sent = 0;
         let mut buf = data.clone();
         // A zero-copy send may be short: resend the rest until all is out.
-        let reader =
-            ringleader::spawn(
-                async move { server.read_exact(Vec::with_capacity(256 << 10)).await },
-            );
+        let reader = ringleader::spawn(async move {
+            server.read_exact_owned(Vec::with_capacity(256 << 10)).await
+        });
         while sent < data.len() {
             let (res, b) = client.send_zc(buf).await;
             let n = res.unwrap();
@@ -144,16 +143,16 @@ fn shutdown_write_gives_the_peer_end_of_stream() {
         let (listener, addr) = local();
         let client = TcpStream::connect(addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        client.write_all(b"last".to_vec()).await.0.unwrap();
+        client.write_all_owned(b"last".to_vec()).await.0.unwrap();
         client.shutdown(Shutdown::Write).await.unwrap();
-        let (res, buf) = server.read_exact(Vec::with_capacity(4)).await;
+        let (res, buf) = server.read_exact_owned(Vec::with_capacity(4)).await;
         res.unwrap();
         assert_eq!(buf, b"last");
-        let (n, _) = server.read(Vec::with_capacity(4)).await;
+        let (n, _) = server.read_owned(Vec::with_capacity(4)).await;
         assert_eq!(n.unwrap(), 0, "end of stream after the peer's shutdown");
         // The other direction still works.
-        server.write_all(b"reply".to_vec()).await.0.unwrap();
-        let (res, buf) = client.read_exact(Vec::with_capacity(5)).await;
+        server.write_all_owned(b"reply".to_vec()).await.0.unwrap();
+        let (res, buf) = client.read_exact_owned(Vec::with_capacity(5)).await;
         res.unwrap();
         assert_eq!(buf, b"reply");
     });
@@ -182,7 +181,7 @@ fn write_to_a_reset_peer_fails_with_errno_not_sigpipe() {
         // The first send may still be accepted; the peer answers it with a reset.
         let mut last = Ok(0);
         for _ in 0..100 {
-            last = client.write(vec![1u8; 1024]).await.0;
+            last = client.write_owned(vec![1u8; 1024]).await.0;
             if last.is_err() {
                 break;
             }
@@ -220,7 +219,7 @@ fn std_and_fd_conversions_keep_the_connection() {
         assert_eq!(listener.local_addr().unwrap(), addr);
         let (server, _) = listener.accept().await.unwrap();
         std_client.write_all(b"from std").unwrap();
-        let (res, buf) = server.read_exact(Vec::with_capacity(8)).await;
+        let (res, buf) = server.read_exact_owned(Vec::with_capacity(8)).await;
         res.unwrap();
         assert_eq!(buf, b"from std");
 
@@ -229,7 +228,7 @@ fn std_and_fd_conversions_keep_the_connection() {
         // SAFETY: `raw` came from `into_raw_fd`, so we own it.
         let server = unsafe { TcpStream::from_raw_fd(raw) };
         assert_eq!(server.as_raw_fd(), raw);
-        server.write_all(b"back".to_vec()).await.0.unwrap();
+        server.write_all_owned(b"back".to_vec()).await.0.unwrap();
         let mut got = [0u8; 4];
         std_client.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"back");
@@ -237,8 +236,8 @@ fn std_and_fd_conversions_keep_the_connection() {
         // A std stream in non-blocking mode is adopted in blocking mode.
         std_client.set_nonblocking(true).unwrap();
         let client = TcpStream::from_std(std_client).unwrap();
-        client.write_all(b"ok".to_vec()).await.0.unwrap();
-        let (res, buf) = server.read_exact(Vec::with_capacity(2)).await;
+        client.write_all_owned(b"ok".to_vec()).await.0.unwrap();
+        let (res, buf) = server.read_exact_owned(Vec::with_capacity(2)).await;
         res.unwrap();
         assert_eq!(buf, b"ok");
     });
@@ -258,8 +257,8 @@ fn ipv6_loopback_round_trip() {
         let client = TcpStream::connect(addr).await.unwrap();
         let (server, peer) = listener.accept().await.unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
-        client.write_all(b"v6".to_vec()).await.0.unwrap();
-        let (res, buf) = server.read_exact(Vec::with_capacity(2)).await;
+        client.write_all_owned(b"v6".to_vec()).await.0.unwrap();
+        let (res, buf) = server.read_exact_owned(Vec::with_capacity(2)).await;
         res.unwrap();
         assert_eq!(buf, b"v6");
     });
@@ -317,7 +316,7 @@ fn incoming_keeps_accepting_after_clients_reset_immediately() {
                     reset_seen += 1;
                 }
                 Ok(stream) => {
-                    let (res, buf) = stream.read(Vec::with_capacity(8)).await;
+                    let (res, buf) = stream.read_owned(Vec::with_capacity(8)).await;
                     match res {
                         Ok(5) if buf == b"alive" => {
                             found = true;

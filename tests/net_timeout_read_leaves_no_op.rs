@@ -23,7 +23,7 @@ fn timeout_on_a_silent_tcp_read_errors_and_frees_the_slot() {
 
         let r = ringleader::time::timeout(
             Duration::from_millis(20),
-            server.read(CountedBuf::new(64, &d)),
+            server.read_owned(CountedBuf::new(64, &d)),
         )
         .await;
         let Err(elapsed) = r else {
@@ -40,8 +40,8 @@ fn timeout_on_a_silent_tcp_read_errors_and_frees_the_slot() {
         assert_eq!(get(&d), 1, "the buffer is dropped exactly once");
 
         // The stream is still usable: the cancelled recv consumed nothing.
-        client.write_all(b"after".to_vec()).await.0.unwrap();
-        let (res, buf) = server.read_exact(Vec::with_capacity(5)).await;
+        client.write_all_owned(b"after".to_vec()).await.0.unwrap();
+        let (res, buf) = server.read_exact_owned(Vec::with_capacity(5)).await;
         res.unwrap();
         assert_eq!(buf, b"after");
     });

@@ -44,15 +44,17 @@ fn listener_accept_and_connect_round_trip() {
         let writer = {
             let data = data.clone();
             ringleader::spawn(async move {
-                client.write_all(data).await.0.unwrap();
+                client.write_all_owned(data).await.0.unwrap();
                 client.shutdown(Shutdown::Write).await.unwrap();
                 client
             })
         };
-        let (res, got) = server.read_exact(Vec::with_capacity(data.len())).await;
+        let (res, got) = server
+            .read_exact_owned(Vec::with_capacity(data.len()))
+            .await;
         res.unwrap();
         assert!(got == data);
-        let (n, _) = server.read(Vec::with_capacity(1)).await;
+        let (n, _) = server.read_owned(Vec::with_capacity(1)).await;
         assert_eq!(n.unwrap(), 0, "end of stream after shutdown");
         writer.await.unwrap();
     });
@@ -88,12 +90,12 @@ fn connect_to_a_too_long_path_is_invalid_input() {
 fn pair_round_trip_both_ways() {
     ringleader::block_on(async {
         let (a, b) = UnixStream::pair().unwrap();
-        a.write_all(b"to b".to_vec()).await.0.unwrap();
-        let (res, buf) = b.read_exact(Vec::with_capacity(4)).await;
+        a.write_all_owned(b"to b".to_vec()).await.0.unwrap();
+        let (res, buf) = b.read_exact_owned(Vec::with_capacity(4)).await;
         res.unwrap();
         assert_eq!(buf, b"to b");
-        b.write_all(b"to a".to_vec()).await.0.unwrap();
-        let (res, buf) = a.read_exact(Vec::with_capacity(4)).await;
+        b.write_all_owned(b"to a".to_vec()).await.0.unwrap();
+        let (res, buf) = a.read_exact_owned(Vec::with_capacity(4)).await;
         res.unwrap();
         assert_eq!(buf, b"to a");
     });
@@ -108,13 +110,13 @@ fn incoming_accepts_several_clients_on_one_multishot_accept() {
         let mut clients = Vec::new();
         for i in 0..10u8 {
             let c = UnixStream::connect(&path.0).await.unwrap();
-            c.write_all(vec![i]).await.0.unwrap();
+            c.write_all_owned(vec![i]).await.0.unwrap();
             clients.push(c);
         }
         let mut seen = Vec::new();
         for _ in 0..10 {
             let s = incoming.next().await.unwrap().unwrap();
-            let (res, buf) = s.read_exact(Vec::with_capacity(1)).await;
+            let (res, buf) = s.read_exact_owned(Vec::with_capacity(1)).await;
             res.unwrap();
             seen.push(buf[0]);
         }
@@ -132,8 +134,12 @@ fn abstract_address_round_trip() {
         let listener = UnixListener::bind_addr(&addr).unwrap();
         let client = UnixStream::connect_addr(&addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        client.write_all(b"abstract".to_vec()).await.0.unwrap();
-        let (res, buf) = server.read_exact(Vec::with_capacity(8)).await;
+        client
+            .write_all_owned(b"abstract".to_vec())
+            .await
+            .0
+            .unwrap();
+        let (res, buf) = server.read_exact_owned(Vec::with_capacity(8)).await;
         res.unwrap();
         assert_eq!(buf, b"abstract");
     });

@@ -64,7 +64,9 @@ fn splice_moves_a_file_through_a_pipe_into_a_socket_byte_exact() {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let reader =
-            ringleader::spawn(async move { server.read_exact(Vec::with_capacity(LEN)).await });
+            ringleader::spawn(
+                async move { server.read_exact_owned(Vec::with_capacity(LEN)).await },
+            );
 
         let (pr, pw) = pipe_rc().await;
         let mut off = 0u64;

@@ -56,12 +56,12 @@ impl Block {
         match self {
             Block::Lease(l) => {
                 let from = l.len();
-                let (res, s) = stream.read_exact(l.slice(from..)).await;
+                let (res, s) = stream.read_exact_owned(l.slice(from..)).await;
                 (res, Block::Lease(s.into_inner()))
             }
             Block::Heap(h) => {
                 let from = h.len();
-                let (res, s) = stream.read_exact(h.slice(from..)).await;
+                let (res, s) = stream.read_exact_owned(h.slice(from..)).await;
                 (res, Block::Heap(s.into_inner()))
             }
         }

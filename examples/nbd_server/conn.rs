@@ -522,7 +522,7 @@ impl RecvBuf {
                 self.start = 0;
             }
             let len = vec.len();
-            let (res, slice) = stream.read(vec.slice(len..)).await;
+            let (res, slice) = stream.read_owned(vec.slice(len..)).await;
             activity.bump();
             self.vec = Some(slice.into_inner());
             if res? == 0 {

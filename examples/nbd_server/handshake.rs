@@ -79,7 +79,7 @@ pub async fn negotiate(stream: &TcpStream, export: &Export) -> Result<Outcome, S
     loop {
         let status = hs.status();
         let out = hs.take_output();
-        let sent = out.is_empty() || stream.write_all(out).await.0.is_ok();
+        let sent = out.is_empty() || stream.write_all_owned(out).await.0.is_ok();
         let want = match status {
             Status::Failed(why) => return Err(why),
             _ if !sent => return Ok(Outcome::Left),
@@ -98,7 +98,7 @@ pub async fn negotiate(stream: &TcpStream, export: &Export) -> Result<Outcome, S
         if chunk.len() < want {
             chunk = vec![0; want.next_power_of_two().min(RECV_CHUNK)].into_boxed_slice();
         }
-        let (res, buf) = stream.read(chunk.slice(..want)).await;
+        let (res, buf) = stream.read_owned(chunk.slice(..want)).await;
         chunk = buf.into_inner();
         match res {
             Ok(0) | Err(_) => return Ok(Outcome::Left),

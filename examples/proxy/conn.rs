@@ -8,7 +8,8 @@
 //!
 //! - **Connect**: the upstream and every mirror, concurrently. An upstream that refuses (or
 //!   any connect error) closes the client at once, with one line on stderr; a mirror that
-//!   refuses is left out of this connection.
+//!   refuses is left out of this connection. Out of fds (`EMFILE`), a connect waits for
+//!   other connections to end and tries again, for up to 5 s.
 //! - **Half-close**: the client's end of stream ends *forward*: each destination gets
 //!   everything, then `shutdown(Write)`. *Backward* goes on until the upstream's end of
 //!   stream, then shuts down the client's write side. The connection ends when both
@@ -113,8 +114,8 @@ pub(crate) async fn serve(client: TcpStream, cfg: Rc<Config>) {
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let client = Peer::new(client, client_addr, Role::Client);
     let connects = join(
-        TcpStream::connect_addr(cfg.upstream),
-        join_all(cfg.mirrors.iter().map(|&a| TcpStream::connect_addr(a))),
+        connect(cfg.upstream),
+        join_all(cfg.mirrors.iter().map(|&a| connect(a))),
     );
     let (upstream, mirror_socks) = connects.await;
     let upstream = match upstream {
@@ -182,12 +183,36 @@ pub(crate) async fn serve(client: TcpStream, cfg: Rc<Config>) {
     }
 }
 
+/// How long a connect waits, in all, for fds to free up when the process has none left.
+const FD_WAIT: Duration = Duration::from_secs(5);
+
+/// Connect to `addr`. When the process is out of fds (`EMFILE`, `ENFILE`: a burst larger
+/// than `ulimit -n`), wait for other connections to end and try again, 10 ms apart doubling
+/// to 1 s, for up to [`FD_WAIT`], rather than turn the client away at once.
+async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let mut pause = Duration::from_millis(10);
+    let mut waited = Duration::ZERO;
+    loop {
+        match TcpStream::connect_addr(addr).await {
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                    && waited < FD_WAIT =>
+            {
+                ringleader::time::sleep(pause).await;
+                waited += pause;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Receive and drop what `mirror` sends, until it closes or fails.
 async fn discard_replies(mirror: &Peer) {
     let mut buf = Vec::with_capacity(16 << 10);
     loop {
         buf.clear();
-        let (res, b) = mirror.sock.read(buf).await;
+        let (res, b) = mirror.sock.read_owned(buf).await;
         buf = b;
         if !matches!(res, Ok(n) if n > 0) {
             return;

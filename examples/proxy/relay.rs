@@ -266,7 +266,7 @@ async fn read_copy(
 ) -> io::Result<Read> {
     budget.room(buf_size).await;
     let held = budget.hold(buf_size);
-    let (res, buf) = src.sock.read(Vec::with_capacity(buf_size)).await;
+    let (res, buf) = src.sock.read_owned(Vec::with_capacity(buf_size)).await;
     let n = res.map_err(|e| src.error("recv", e))?;
     if n == 0 {
         return Ok(Read::Ended);
@@ -326,11 +326,11 @@ async fn write_queue(dst: &Peer, q: &Queue<'_>, cfg: &Config) -> io::Result<()> 
             Data::Owned(_) if !mirror => {
                 let front = SharedChunk::new(Rc::clone(&pending[0]), skip);
                 let len = pending[0].bytes().len() - skip;
-                dst.sock.write_all(front).await.0.map(|()| len)
+                dst.sock.write_all_owned(front).await.0.map(|()| len)
             }
             Data::Owned(_) => {
                 let front = SharedChunk::new(Rc::clone(&pending[0]), skip);
-                dst.sock.write(front).await.0
+                dst.sock.write_owned(front).await.0
             }
             Data::Lease(lease) if cfg.zc => dst.sock.send_zc_lease(lease.view(skip..)).await,
             Data::Lease(_) => {

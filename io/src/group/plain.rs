@@ -197,7 +197,7 @@ pub const SENDV_MAX: usize = 1024;
 ///     y.extend_from_slice(b"leases");
 ///     let n = group::sendv(&a, [x.view(..), y.view(..)], 0).await.unwrap();
 ///     assert_eq!(n, 12);
-///     let (res, buf) = b.read_exact(vec![0u8; 12]).await;
+///     let (res, buf) = b.read_exact_owned(vec![0u8; 12]).await;
 ///     res.unwrap();
 ///     assert_eq!(buf, b"hello leases");
 /// });

@@ -80,11 +80,11 @@ impl Pick {
 ///     let ring = BufRing::new_fixed(4, 4096).unwrap();
 ///     let (a, b) = UnixStream::pair().unwrap();
 ///     let (c, d) = UnixStream::pair().unwrap();
-///     a.write_all(b"relay".to_vec()).await.0.unwrap();
+///     a.write_all_owned(b"relay".to_vec()).await.0.unwrap();
 ///     let (out, lease) = RecvGroup::new(&b, &ring).member(Member::send(&c)).await;
 ///     assert_eq!(out.leader.unwrap(), 5);
 ///     assert_eq!(&lease.unwrap()[..], b"relay");
-///     let (_, buf) = d.read(Vec::with_capacity(8)).await;
+///     let (_, buf) = d.read_owned(Vec::with_capacity(8)).await;
 ///     assert_eq!(buf, b"relay");
 /// });
 /// ```

@@ -1,12 +1,15 @@
 //! [`OwnedIo`]: reads and writes with owned buffers on a connected stream socket.
 //!
-//! Why a trait and not inherent methods: `TcpStream` and `UnixStream` also implement the
-//! futures-io traits, whose extension traits (`AsyncReadExt`, `AsyncWriteExt`) have methods
-//! of the same names (`read`, `write`, `read_exact`, `write_all`) taking borrowed slices.
-//! Inherent methods would shadow them on every concrete stream, so code written against
-//! `futures` would stop compiling. As a trait, the owned-buffer forms are there when
-//! `OwnedIo` is imported, and the futures forms when the `futures` traits are; a module that
-//! imports both gets the owned forms for `stream.read(..)` (they take `&self`, found first).
+//! Why the `_owned` names: `TcpStream` and `UnixStream` also implement the futures-io traits,
+//! whose extension traits (`AsyncReadExt`, `AsyncWriteExt`, and tokio's of the same names)
+//! have `read`, `write`, `read_exact` and `write_all` taking borrowed slices. Methods of
+//! those names here would win method resolution whenever both traits are in scope (they take
+//! `&self`, so they are found before the futures forms' `&mut self`), and
+//! `stream.read(&mut buf)` would fail with "`&mut [u8; 16]: IoBufMut` is not satisfied".
+//! So the owned-buffer forms are `read_owned`, `write_owned`, `read_exact_owned` and
+//! `write_all_owned`: no io trait uses those names, both forms work side by side
+//! (`tests/net_owned_io_and_futures_io_together.rs`), and the suffix says what differs —
+//! the buffer is moved in and handed back with the result.
 
 use std::future::Future;
 use std::rc::Rc;
@@ -30,14 +33,18 @@ pub(crate) mod sealed {
 /// Each op owns its buffer until its final CQE and gives it back with the result; dropping
 /// the future cancels the op and frees the buffer only after the kernel is done with it.
 ///
+/// The methods end in `_owned` so that they never collide with the borrowed-slice `read`,
+/// `write`, `read_exact` and `write_all` of `futures::AsyncReadExt`/`AsyncWriteExt` (or
+/// tokio's): import both and each form is called by its own name.
+///
 /// ```
 /// use ringleader_io::net::{OwnedIo, UnixStream};
 ///
 /// ringleader_executor::block_on(async {
 ///     let (a, b) = UnixStream::pair().unwrap();
-///     let (res, _) = a.write_all(b"owned".to_vec()).await;
+///     let (res, _) = a.write_all_owned(b"owned".to_vec()).await;
 ///     res.unwrap();
-///     let (res, buf) = b.read_exact(vec![0u8; 5]).await;
+///     let (res, buf) = b.read_exact_owned(vec![0u8; 5]).await;
 ///     res.unwrap();
 ///     assert_eq!(buf, b"owned");
 /// });
@@ -45,25 +52,31 @@ pub(crate) mod sealed {
 pub trait OwnedIo: sealed::HasSocket {
     /// Receive up to `buf.bytes_total()` bytes into the start of `buf`
     /// (`IORING_OP_RECV`, Linux 5.6). `Ok(0)`: the peer closed its write side.
-    fn read<B: IoBufMut>(&self, buf: B) -> Op<Recv<B>> {
+    fn read_owned<B: IoBufMut>(&self, buf: B) -> Op<Recv<B>> {
         ops::recv(self.socket(), buf, 0, 0)
     }
 
     /// Send `buf`'s initialised bytes (`IORING_OP_SEND`, Linux 5.6); may send fewer. Never
     /// raises `SIGPIPE`: writing to a closed peer gives `EPIPE`.
-    fn write<B: IoBuf>(&self, buf: B) -> Op<Send<B>> {
+    fn write_owned<B: IoBuf>(&self, buf: B) -> Op<Send<B>> {
         ops::send(self.socket(), buf, 0, 0)
     }
 
     /// Fill `buf` to `buf.bytes_total()` bytes, resuming after short receives;
     /// `UnexpectedEof` if the peer closes first (`IORING_OP_RECV` with `MSG_WAITALL`, 5.6).
-    fn read_exact<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<(), B>> + 'static {
+    fn read_exact_owned<B: IoBufMut>(
+        &self,
+        buf: B,
+    ) -> impl Future<Output = BufResult<(), B>> + 'static {
         ops::read_exact(Rc::clone(self.socket()), buf)
     }
 
     /// Send all of `buf`'s initialised bytes, resuming after short sends
     /// (`IORING_OP_SEND` with `MSG_WAITALL`, Linux 5.6).
-    fn write_all<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<(), B>> + 'static {
+    fn write_all_owned<B: IoBuf>(
+        &self,
+        buf: B,
+    ) -> impl Future<Output = BufResult<(), B>> + 'static {
         ops::write_all(Rc::clone(self.socket()), buf)
     }
 
@@ -84,7 +97,7 @@ pub trait OwnedIo: sealed::HasSocket {
     ///     let second = a.send_in(&lane, b"two".to_vec());
     ///     let (r2, r1) = futures::join!(second, first);
     ///     assert_eq!((r1.0.unwrap(), r2.0.unwrap()), (4, 3));
-    ///     let (res, buf) = b.read_exact(vec![0u8; 7]).await;
+    ///     let (res, buf) = b.read_exact_owned(vec![0u8; 7]).await;
     ///     res.unwrap();
     ///     assert_eq!(buf, b"one two");
     /// });

@@ -62,7 +62,7 @@ impl TcpStream {
     ///     let ring = BufRing::new(8, 4096).unwrap();
     ///     let (a, b) = UnixStream::pair().unwrap();
     ///     let mut incoming = b.recv_multi(&ring);
-    ///     a.write_all(b"hello".to_vec()).await.0.unwrap();
+    ///     a.write_all_owned(b"hello".to_vec()).await.0.unwrap();
     ///     drop(a);
     ///     let mut got = Vec::new();
     ///     while let Some(lease) = incoming.next().await {
@@ -302,7 +302,7 @@ mod tests {
             let ring = BufRing::new(2, 16).unwrap();
             let (a, b) = UnixStream::pair().unwrap();
             let data: Vec<u8> = (0..64u8).collect();
-            a.write_all(data.clone()).await.0.unwrap();
+            a.write_all_owned(data.clone()).await.0.unwrap();
             let mut incoming = b.recv_multi(&ring);
             // Hold both buffers: the kernel finds the ring empty (ENOBUFS) for the rest.
             let first = incoming.next().await.unwrap().unwrap();
@@ -329,14 +329,14 @@ mod tests {
             let ring = BufRing::new(4, 16).unwrap();
             let (a, b) = UnixStream::pair().unwrap();
             let incoming = b.recv_multi(&ring);
-            a.write_all(vec![7u8; 40]).await.0.unwrap();
+            a.write_all_owned(vec![7u8; 40]).await.0.unwrap();
             // The kernel fills buffers that nobody takes out of the stream.
             ticks(4).await;
             drop(incoming);
             ticks(4).await;
             assert_eq!(ring.leased(), 0, "orphaned buffers are back in the ring");
             // The ring still serves a new stream on the same socket.
-            a.write_all(vec![9u8; 8]).await.0.unwrap();
+            a.write_all_owned(vec![9u8; 8]).await.0.unwrap();
             drop(a);
             let mut incoming = b.recv_multi(&ring);
             let mut total = 0;

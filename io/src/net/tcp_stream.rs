@@ -44,9 +44,9 @@ use super::socket::Socket;
 ///     let client = TcpStream::connect(addr).await.unwrap();
 ///     let (server, _) = listener.accept().await.unwrap();
 ///
-///     let (res, _) = client.write_all(b"ping".to_vec()).await;
+///     let (res, _) = client.write_all_owned(b"ping".to_vec()).await;
 ///     res.unwrap();
-///     let (res, buf) = server.read_exact(Vec::with_capacity(4)).await;
+///     let (res, buf) = server.read_exact_owned(Vec::with_capacity(4)).await;
 ///     res.unwrap();
 ///     assert_eq!(buf, b"ping");
 /// });

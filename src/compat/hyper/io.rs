@@ -144,10 +144,10 @@ impl<T: OwnedIo> HyperIo<T> {
             self.sending = None;
             match res {
                 Ok(n) if n < buf.len() && n > 0 => {
-                    // A short send (a signal; `OwnedIo::write` has no MSG_WAITALL): send the
+                    // A short send (a signal; `OwnedIo::write_owned` has no MSG_WAITALL): send the
                     // rest. Rare, so the memmove does not matter.
                     buf.drain(..n);
-                    self.sending = Some(self.inner.write(buf));
+                    self.sending = Some(self.inner.write_owned(buf));
                 }
                 Ok(n) => {
                     self.spare = buf;
@@ -179,7 +179,7 @@ impl<T: OwnedIo> HyperIo<T> {
         }
         let n = buf.len();
         if n > 0 {
-            self.sending = Some(self.inner.write(buf));
+            self.sending = Some(self.inner.write_owned(buf));
         } else {
             self.spare = buf;
         }
