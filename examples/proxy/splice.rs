@@ -45,7 +45,9 @@
 //! gives it back (empty) when the source has nothing more for now ([`PipeSlot`]): an idle
 //! connection holds no pipe, so it costs its two sockets and nothing else (four fds fewer,
 //! which is what lets 10,000 connections fit in 20,000 fds). A stream keeps its pipe from
-//! round to round. Taps stay with their mirror: they hold what it is behind.
+//! round to round. When the process is out of fds, a fill waits for a pipe another
+//! connection gives back (or for a connection to end) instead of failing its connection.
+//! Taps stay with their mirror: they hold what it is behind.
 //!
 //! # Upstream to client
 //!
@@ -158,6 +160,8 @@ const IDLE_PIPES: usize = 64;
 thread_local! {
     /// (requested size, pipe): every pipe here is empty.
     static PIPES: RefCell<Vec<(usize, PipeLease)>> = const { RefCell::new(Vec::new()) };
+    /// Fills waiting for a pipe while the process is out of fds.
+    static PIPE_WAITERS: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A direction's main pipe while it moves data: taken from the core's pool when the source
@@ -179,22 +183,42 @@ impl PipeSlot {
         }
     }
 
-    /// The pipe: the one held, an idle one of this core, or a new one.
-    fn get(&mut self) -> io::Result<&mut PipeLease> {
-        if self.pipe.is_none() {
-            let size = self.size;
+    /// The pipe in hand (after a fill).
+    fn held(&mut self) -> &mut PipeLease {
+        self.pipe
+            .as_mut()
+            .expect("a fill leaves its pipe in the slot")
+    }
+
+    /// Get a pipe if none is in hand: an idle one of this core, or a new one; when the
+    /// process is out of fds, wait for one that another connection gives back (or for a
+    /// connection to end) instead of failing this one.
+    async fn acquire(&mut self) -> io::Result<&mut PipeLease> {
+        let size = self.size;
+        poll_fn(|cx| {
+            if self.pipe.is_some() {
+                return Poll::Ready(Ok(()));
+            }
             let idle = PIPES.with(|p| {
                 let mut pool = p.borrow_mut();
                 let i = pool.iter().position(|(s, _)| *s == size)?;
                 stats::IDLE_PIPES.fetch_sub(1, Relaxed);
                 Some(pool.swap_remove(i).1)
             });
-            self.pipe = Some(match idle {
-                Some(p) => p,
-                None => new_pipe(size)?,
-            });
-        }
-        Ok(self.pipe.as_mut().expect("just set"))
+            match idle.map_or_else(|| new_pipe(size), Ok) {
+                Ok(p) => {
+                    self.pipe = Some(p);
+                    Poll::Ready(Ok(()))
+                }
+                Err(e) if out_of_fds(&e) => {
+                    PIPE_WAITERS.with(|w| w.borrow_mut().push(cx.waker().clone()));
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(Err(e)),
+            }
+        })
+        .await?;
+        Ok(self.held())
     }
 
     /// Give the pipe back to the pool if it is empty (one with bytes left in it after a
@@ -210,13 +234,36 @@ impl PipeSlot {
                 }
             });
         }
+        wake_pipe_waiters();
     }
 }
 
 impl Drop for PipeSlot {
     fn drop(&mut self) {
         self.release();
+        // The direction is over: its connection's fds go too.
+        wake_pipe_waiters();
     }
+}
+
+/// Wake every fill that waits for a pipe (each tries again; outside any borrow).
+fn wake_pipe_waiters() {
+    let waiters = PIPE_WAITERS.with(|w| std::mem::take(&mut *w.borrow_mut()));
+    for w in waiters {
+        w.wake();
+    }
+}
+
+/// Whether `e` says the process (`EMFILE`) or the system (`ENFILE`) is out of fds. The
+/// pipe's constructor keeps the errno only in its message, hence the second look.
+fn out_of_fds(e: &io::Error) -> bool {
+    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+        return true;
+    }
+    let text = e.to_string();
+    [libc::EMFILE, libc::ENFILE]
+        .iter()
+        .any(|n| text.contains(&format!("(os error {n})")))
 }
 
 /// A pipe of at least `size` bytes whose ends do not block (see the module docs).
@@ -265,7 +312,7 @@ pub(crate) async fn forward(
             if n == 0 {
                 break;
             }
-            let main = slot.get()?;
+            let main = slot.held();
             budget.add(n);
             if cfg.mirror_budget.is_none() {
                 join_all(taps.iter().map(Tap::empty)).await;
@@ -287,8 +334,8 @@ pub(crate) async fn forward(
             match results.next() {
                 Some(Ok(k)) if k == n => {}
                 // Short, or the upstream's socket was full: the rest is still in the pipe.
-                Some(Ok(_)) => drain(slot.get()?, upstream, None).await?,
-                Some(Err(e)) if would_block(&e) => drain(slot.get()?, upstream, None).await?,
+                Some(Ok(_)) => drain(slot.held(), upstream, None).await?,
+                Some(Err(e)) if would_block(&e) => drain(slot.held(), upstream, None).await?,
                 Some(Err(e)) => return Err(upstream.error("splice to", e)),
                 None => return Err(upstream.error("splice to", short(0, n))),
             }
@@ -365,7 +412,7 @@ pub(crate) async fn backward(src: &Peer, dst: &Peer, cfg: &Config) -> io::Result
             break;
         }
         budget.add(n);
-        drain(slot.get()?, dst, None).await?;
+        drain(slot.held(), dst, None).await?;
         budget.sub(n);
     }
     dst.sock
@@ -387,7 +434,7 @@ async fn fill(slot: &mut PipeSlot, src: &Peer, len: usize) -> io::Result<usize> 
                 .await
                 .map_err(|e| src.error("poll", e))?;
         }
-        let out = PipeGroup::new(slot.get()?)
+        let out = PipeGroup::new(slot.acquire().await?)
             .splice_from(&src.sock, None, len)
             .into_future()
             .await;

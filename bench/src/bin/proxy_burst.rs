@@ -351,6 +351,16 @@ fn once(
     let cpu_ms = burst::cpu_ns(proxy.pid()).saturating_sub(cpu0) as f64 / 1e6;
     let (threads, iowq) = burst::threads(proxy.pid());
     proxy.check_running()?;
+    let mut outcome = outcome;
+    if outcome.failed > 0 {
+        // What the proxy said about it (the tail of its stderr) explains a failure better
+        // than the client's error does.
+        let said = proxy.failure("said");
+        outcome.first_error = Some(format!(
+            "{}; {said}",
+            outcome.first_error.take().unwrap_or_default()
+        ));
+    }
     drop(proxy);
     Ok(Run {
         outcome,
