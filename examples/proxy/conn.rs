@@ -212,7 +212,7 @@ async fn discard_replies(mirror: &Peer) {
     let mut buf = Vec::with_capacity(16 << 10);
     loop {
         buf.clear();
-        let (res, b) = mirror.sock.read(buf).await;
+        let (res, b) = mirror.sock.read_owned(buf).await;
         buf = b;
         if !matches!(res, Ok(n) if n > 0) {
             return;
