@@ -63,7 +63,7 @@
 ///
 /// ringleader::block_on(async {
 ///     let (tx, mut rx) = mpsc::channel::<u32>(4);
-///     ringleader::spawn(async move { tx.send(7).await.unwrap() });
+///     ringleader::spawn(async move { tx.send(7).await.unwrap() }).detach();
 ///     let mut got = Vec::new();
 ///     loop {
 ///         ringleader::select! {
