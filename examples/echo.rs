@@ -81,7 +81,7 @@ use futures::StreamExt;
 use ringleader::buf::{BufRing, Lease};
 use ringleader::net::ops::Send;
 use ringleader::net::{OwnedIo, TcpListener, TcpStream};
-use ringleader::{Op, Runtime};
+use ringleader::{Runtime, ops::Op};
 
 use accept::{Conn, Gate, IdleTimer};
 use duration::{parse_duration, parse_optional_duration};

@@ -68,7 +68,7 @@ use ringleader::compat::hyper::{HyperIo, HyperTimer};
 use ringleader::fs::ops::ReadAt;
 use ringleader::fs::{File, raw_os_error};
 use ringleader::net::{TcpListener, TcpStream};
-use ringleader::{Op, Runtime};
+use ringleader::{Runtime, ops::Op};
 
 #[path = "common/listen.rs"]
 mod listen;

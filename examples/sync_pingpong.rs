@@ -111,14 +111,17 @@ fn cross_core(rt: &Runtime, rounds: u64) -> (Duration, u64) {
         }
     });
     let out = rt.block_on(move || async move {
-        let before = ringleader::stats().msg_ring_received;
+        let before = ringleader::runtime::stats().msg_ring_received;
         let t = Instant::now();
         for i in 0..rounds {
             ping_tx.send(i).await.expect("ping");
             assert_eq!(pong_rx.recv().await, Some(i));
         }
         let elapsed = t.elapsed();
-        (elapsed, ringleader::stats().msg_ring_received - before)
+        (
+            elapsed,
+            ringleader::runtime::stats().msg_ring_received - before,
+        )
     });
     rt.block_on(move || async move { echo.await.expect("echo task") });
     out

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use ringleader::{Runtime, spawn, stats};
+use ringleader::{Runtime, runtime::stats, spawn};
 
 struct Args {
     cores: usize,
@@ -62,7 +62,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let info = rt.block_on(|| async { ringleader::setup_info() });
+    let info = rt.block_on(|| async { ringleader::runtime::setup_info() });
     println!(
         "ring setup: {:?} (SQ {}, CQ {}, ring fd registered: {})",
         info.applied, info.sq_entries, info.cq_entries, info.ring_fd_registered
@@ -80,7 +80,7 @@ fn main() {
                     .map(|_| {
                         spawn(async move {
                             for _ in 0..nops {
-                                ringleader::nop().await.expect("nop");
+                                ringleader::ops::nop().await.expect("nop");
                             }
                         })
                     })

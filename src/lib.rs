@@ -10,7 +10,7 @@
 //! ringleader::block_on(async {
 //!     let h = ringleader::spawn(async {
 //!         ringleader::time::sleep(Duration::from_millis(1)).await;
-//!         ringleader::nop().await.unwrap();
+//!         ringleader::ops::nop().await.unwrap();
 //!         "done"
 //!     });
 //!     assert_eq!(h.await.unwrap(), "done");
@@ -25,13 +25,45 @@
 //! assert_eq!(rt.block_on(|| async move { on1.await.unwrap() }), 1);
 //! ```
 
+// The root holds what an application uses; the ring-level building blocks are in `ops`,
+// runtime introspection and set-up details in `runtime`.
 pub use ringleader_executor::{
-    BlockingHandle, Builder, Completable, Cqe, GroupOp, GroupOptions, GroupOutput, Handle,
-    JoinError, JoinHandle, Lane, LocalRuntime, MemberLen, MemberPrep, MemberSpec, MultiCompletable,
-    MultiOp, Op, Orphan, Runtime, SetupFlags, SetupInfo, Stats, YieldNow, ZeroFill, block_on,
-    core_count, current_core, nop, nop_with_result, ring_fd, ring_id, setup_info, spawn,
-    spawn_blocking, spawn_on, stats, with_submitter, yield_now,
+    Builder, Handle, JoinError, JoinHandle, Runtime, block_on, core_count, current_core, spawn,
+    spawn_blocking, spawn_on, yield_now,
 };
+
+/// The runtime beyond the root's `Runtime`/`Builder`: a single-thread runtime, the set-up
+/// the kernel granted, counters, and the blocking pool's handle.
+pub mod runtime {
+    pub use ringleader_executor::{
+        BlockingHandle, LocalRuntime, SetupFlags, SetupInfo, Stats, YieldNow, setup_info, stats,
+    };
+}
+
+pub mod ops {
+    //! Ring-level building blocks, for people writing their own ops.
+    //!
+    //! An application does not need this module: `fs`, `net`, `pipe`, `time` and `group` are
+    //! built on it. Here are the pieces they use: [`Op`] (a future owning an in-flight SQE's
+    //! resources until its final CQE), [`Completable`]/[`MultiCompletable`] (what an op does with
+    //! its CQE(s)), [`Orphan`] (what a dropped op leaves for the driver to release), [`Cqe`],
+    //! [`Lane`] (ops ordered per socket), [`with_submitter`] (raw access to this core's ring), and
+    //! the group primitives ([`GroupOp`], [`MemberSpec`], [`MemberLen`], [`MemberPrep`],
+    //! [`ZeroFill`], [`GroupOptions`], the ring-level [`GroupOutput`]) that `ringleader::group`
+    //! wraps. The rules they keep are in `docs/design.md` §2 and §4.
+    //!
+    //! ```
+    //! ringleader::block_on(async {
+    //!     ringleader::ops::nop().await.unwrap();
+    //! });
+    //! ```
+
+    pub use ringleader_executor::{
+        Completable, Cqe, GroupOp, GroupOptions, GroupOutput, Lane, MemberLen, MemberPrep,
+        MemberSpec, MultiCompletable, MultiOp, Op, Orphan, ZeroFill, nop, nop_with_result, ring_fd,
+        ring_id, with_submitter,
+    };
+}
 
 /// Buffers: owned buffers, and (growing) registered pools and leases.
 pub mod buf {

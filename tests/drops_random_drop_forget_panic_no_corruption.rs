@@ -70,7 +70,10 @@ use io_uring::{opcode, types};
 use ringleader::buf::{BufRing, FixedPool, Lease, PipeLease};
 use ringleader::group::{self, Group, GroupOutput, Leader, LeaseExt, Member, PipeGroup};
 use ringleader::net::{OwnedIo, UnixStream};
-use ringleader::{Completable, Cqe, JoinError, Lane, Op, Orphan, fd, lease_ops};
+use ringleader::{
+    JoinError, fd, lease_ops,
+    ops::{Completable, Cqe, Lane, Op, Orphan},
+};
 
 const SIZE: usize = 256;
 const HALF: usize = SIZE / 2;
@@ -730,18 +733,18 @@ impl Rig {
         for i in 0u64.. {
             self.feed_all();
             self.drain();
-            if ringleader::stats().ops_in_flight == 0 {
+            if ringleader::runtime::stats().ops_in_flight == 0 {
                 // Deferred drops and releases happen at the next ticks.
                 ringleader::yield_now().await;
                 ringleader::yield_now().await;
-                if ringleader::stats().ops_in_flight == 0 {
+                if ringleader::runtime::stats().ops_in_flight == 0 {
                     return;
                 }
             }
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "{what}: ops still in flight after 10 s: {:?}",
-                ringleader::stats()
+                ringleader::runtime::stats()
             );
             if i % 128 == 127 {
                 ringleader::time::sleep(Duration::from_millis(1)).await;
@@ -763,7 +766,7 @@ impl Rig {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "{what}: not complete after 10 s: {:?}",
-                ringleader::stats()
+                ringleader::runtime::stats()
             );
             if i % 128 == 127 {
                 ringleader::time::sleep(Duration::from_millis(1)).await;
@@ -1590,7 +1593,7 @@ async fn check_iteration(
         books.iteration_fds += 2 * usize::from(keeps);
     }
     rig.inputs.borrow_mut().clear();
-    let stats = ringleader::stats();
+    let stats = ringleader::runtime::stats();
     assert_eq!(stats.ops_in_flight, 0, "no op in flight");
     assert_eq!(
         stats.slots_occupied,
@@ -1879,7 +1882,7 @@ fn run_seed(case: Case, seed: u64, ops: u64) -> Tally {
     let (tally, leaked_fds) = ringleader::block_on(async {
         let rig = Rc::new(Rig::new());
         let rig_fds = rig.fds();
-        let start = ringleader::stats();
+        let start = ringleader::runtime::stats();
         let mut books = Books {
             next_id: 1,
             forgets_left: FORGETS,
@@ -1900,7 +1903,7 @@ fn run_seed(case: Case, seed: u64, ops: u64) -> Tally {
         }
         let expect = usize::from(RING) - books.ring_lost - rig.ring.leased();
         ring_census(&rig, expect).await;
-        let end = ringleader::stats();
+        let end = ringleader::runtime::stats();
         books.tally.drops_deferred = end.drops_deferred - start.drops_deferred;
         books.tally.settle_timeouts = end.settle_timeouts - start.settle_timeouts;
         drop(Rc::try_unwrap(rig).unwrap_or_else(|_| panic!("the rig is still shared")));

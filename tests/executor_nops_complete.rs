@@ -7,7 +7,7 @@ mod common;
 use std::rc::Rc;
 
 use common::{CountedBuf, counter, pipe, write_all};
-use ringleader::{Builder, SetupFlags, nop, spawn};
+use ringleader::{Builder, ops::nop, runtime::SetupFlags, spawn};
 
 #[test]
 fn thousand_tasks_times_hundred_nops() {
@@ -38,7 +38,9 @@ fn thousand_tasks_times_hundred_nops() {
 #[test]
 fn injected_results_reach_the_right_op() {
     ringleader::block_on(async {
-        let ops: Vec<_> = (1..=64).map(|e| ringleader::nop_with_result(-e)).collect();
+        let ops: Vec<_> = (1..=64)
+            .map(|e| ringleader::ops::nop_with_result(-e))
+            .collect();
         for (i, op) in ops.into_iter().enumerate() {
             let err = op.await.expect_err("injected error");
             assert_eq!(err.raw_os_error(), Some(i as i32 + 1));
@@ -75,7 +77,7 @@ fn four_times_sq_size_of_concurrent_ops_all_complete() {
             op.await.expect("nop");
         }
         ringleader::yield_now().await;
-        let before = ringleader::stats();
+        let before = ringleader::runtime::stats();
         assert!(before.sq_full > 0, "the SQ-full path ran: {before:?}");
         assert_eq!(
             before.ops_in_flight as usize, n,
@@ -92,7 +94,7 @@ fn four_times_sq_size_of_concurrent_ops_all_complete() {
     });
 }
 
-fn overflow_case(flags: SetupFlags) -> ringleader::Stats {
+fn overflow_case(flags: SetupFlags) -> ringleader::runtime::Stats {
     let rt = Builder::new()
         .entries(8)
         .cq_entries(8)
@@ -118,7 +120,7 @@ fn overflow_case(flags: SetupFlags) -> ringleader::Stats {
             })
             .collect();
         common::until(
-            || ringleader::stats().ops_in_flight as usize == n,
+            || ringleader::runtime::stats().ops_in_flight as usize == n,
             "all reads in flight",
         )
         .await;
@@ -132,7 +134,7 @@ fn overflow_case(flags: SetupFlags) -> ringleader::Stats {
             assert_eq!(buf.bytes, (i as u32).to_le_bytes());
         }
         drop(pipes);
-        ringleader::stats()
+        ringleader::runtime::stats()
     })
 }
 

@@ -9,9 +9,9 @@ use ringleader::Builder;
 fn waits_and_parks(spin: Duration, sleep: Duration) -> (u64, u64) {
     let rt = Builder::new().spin_before_park(spin).build_local().unwrap();
     rt.block_on(async move {
-        let before = ringleader::stats();
+        let before = ringleader::runtime::stats();
         ringleader::time::sleep(sleep).await;
-        let after = ringleader::stats();
+        let after = ringleader::runtime::stats();
         (
             after.waits - before.waits,
             after.spin_parks - before.spin_parks,

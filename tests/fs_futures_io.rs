@@ -141,7 +141,7 @@ fn dropping_a_file_with_a_read_in_flight_is_safe() {
     let path = dir.join("f");
     std::fs::write(&path, pattern(1 << 20)).unwrap();
     ringleader::block_on(async {
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         for _ in 0..50 {
             let mut f = File::open(&path).await.unwrap();
             let mut buf = [0u8; 4096];
@@ -155,11 +155,14 @@ fn dropping_a_file_with_a_read_in_flight_is_safe() {
         }
         // Every abandoned op reaches its final CQE and releases its slot.
         for _ in 0..10_000 {
-            if ringleader::stats().ops_in_flight == base.ops_in_flight {
+            if ringleader::runtime::stats().ops_in_flight == base.ops_in_flight {
                 break;
             }
             ringleader::yield_now().await;
         }
-        assert_eq!(ringleader::stats().ops_in_flight, base.ops_in_flight);
+        assert_eq!(
+            ringleader::runtime::stats().ops_in_flight,
+            base.ops_in_flight
+        );
     });
 }

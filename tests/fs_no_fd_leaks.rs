@@ -24,12 +24,12 @@ fn poll_once<F: Future + Unpin>(fut: &mut F) -> bool {
 
 async fn settle(base_in_flight: u64) {
     for _ in 0..100_000 {
-        if ringleader::stats().ops_in_flight == base_in_flight {
+        if ringleader::runtime::stats().ops_in_flight == base_in_flight {
             return;
         }
         ringleader::yield_now().await;
     }
-    panic!("ops still in flight: {:?}", ringleader::stats());
+    panic!("ops still in flight: {:?}", ringleader::runtime::stats());
 }
 
 #[test]
@@ -37,7 +37,7 @@ fn fs_ops_leak_no_fds() {
     let dir = std::env::temp_dir().join(format!("rl-fs-leaks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     ringleader::block_on(async {
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         let before = fd_count();
 
         fs::create_dir(&dir).await.unwrap();
@@ -119,6 +119,9 @@ fn fs_ops_leak_no_fds() {
         fs::remove_dir(&dir).await.unwrap();
         settle(base.ops_in_flight).await;
         assert_eq!(fd_count(), before, "fds open before and after");
-        assert_eq!(ringleader::stats().slots_occupied, base.slots_occupied);
+        assert_eq!(
+            ringleader::runtime::stats().slots_occupied,
+            base.slots_occupied
+        );
     });
 }

@@ -167,7 +167,7 @@ async fn dropped_opens_leak_nothing(tree: &Tree) {
         drop(dir);
     }
     for _ in 0..100_000 {
-        if ringleader::stats().ops_in_flight == 0 {
+        if ringleader::runtime::stats().ops_in_flight == 0 {
             break;
         }
         ringleader::yield_now().await;

@@ -20,14 +20,14 @@ fn linked_chain_with_a_short_read_still_completes() {
         let (fa, fb) = (open_rw(&a).await, open_rw(&b).await);
         let mut lease = pool.lease(4096).await.unwrap();
 
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         let out = Group::new(&mut lease)
             .leader(Leader::read_fixed(&src, 0))
             .member(Member::write_fixed(&fa, 0))
             .member(Member::write_fixed(&fb, 0))
             .linked()
             .await;
-        let after = ringleader::stats();
+        let after = ringleader::runtime::stats();
         assert!(!out.failed(), "no spurious failure: {out:?}");
         assert_eq!(*out.leader.as_ref().unwrap(), 100);
         assert_eq!(*out.members[0].as_ref().unwrap(), 100);
@@ -58,13 +58,13 @@ fn linked_chain_at_full_length_runs_in_the_kernel_alone() {
         let fa = open_rw(&a).await;
         let mut lease = pool.lease(4096).await.unwrap();
 
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         let out = Group::new(&mut lease)
             .leader(Leader::read_fixed(&src, 0))
             .member(Member::write_fixed(&fa, 0))
             .linked()
             .await;
-        let after = ringleader::stats();
+        let after = ringleader::runtime::stats();
         assert!(!out.failed(), "{out:?}");
         assert_eq!(*out.members[0].as_ref().unwrap(), 4096);
         assert_eq!(a.read(), data);

@@ -18,7 +18,7 @@ fn members_wait_for_the_leader_then_go_in_one_submit() {
         let (src_r, src_w) = pipe();
         let dsts: Vec<_> = (0..4).map(|_| pipe()).collect();
         let mut lease = pool.lease(4096).await.unwrap();
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
 
         let group = Group::new(&mut lease)
             .leader(Leader::read_fixed(&src_r, u64::MAX))
@@ -29,7 +29,7 @@ fn members_wait_for_the_leader_then_go_in_one_submit() {
             assert!(poll!(group.as_mut()).is_pending());
             ticks(1).await;
         }
-        let held = ringleader::stats();
+        let held = ringleader::runtime::stats();
         assert_eq!(
             held.sqes_pushed - base.sqes_pushed,
             1,
@@ -46,7 +46,7 @@ fn members_wait_for_the_leader_then_go_in_one_submit() {
 
         put(&src_w, b"leader output");
         let out = group.await;
-        let after = ringleader::stats();
+        let after = ringleader::runtime::stats();
         assert!(!out.failed(), "{out:?}");
         assert_eq!(out.leader.unwrap(), 13);
         assert_eq!(after.group_members_pushed - held.group_members_pushed, 4);

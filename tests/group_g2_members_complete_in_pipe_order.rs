@@ -20,7 +20,7 @@ fn members_complete_in_the_order_their_pipes_are_written() {
         let pool = FixedPool::new(4096, 1).unwrap();
         let pipes: Vec<_> = (0..3).map(|_| pipe()).collect();
         let mut lease = pool.lease(48).await.unwrap();
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
 
         let group = Group::new(&mut lease).leader(Leader::nop()).members(
             pipes
@@ -31,7 +31,7 @@ fn members_complete_in_the_order_their_pipes_are_written() {
         let mut group = pin!(group.into_future());
         assert!(poll!(group.as_mut()).is_pending());
         let in_flight =
-            |n: u64| move || ringleader::stats().ops_in_flight == base.ops_in_flight + n;
+            |n: u64| move || ringleader::runtime::stats().ops_in_flight == base.ops_in_flight + n;
         until(in_flight(3), "the NOP leader done, three members in flight").await;
 
         // Write the pipes in the order 2, 0, 1; after each, exactly that member completes

@@ -26,7 +26,7 @@ fn group_resolves_only_after_its_last_member() {
         let (out_r, out_w) = pipe();
         let mut lease = pool.lease(64).await.unwrap();
         lease.extend_from_slice(b"data");
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         let group = Group::new(&mut lease)
             .leader(Leader::nop())
             .member(Member::write_fixed(&out_w, u64::MAX))
@@ -34,7 +34,7 @@ fn group_resolves_only_after_its_last_member() {
         let mut group = pin!(group.into_future());
         assert!(poll!(group.as_mut()).is_pending());
         until(
-            || ringleader::stats().group_members_pushed == base.group_members_pushed + 2,
+            || ringleader::runtime::stats().group_members_pushed == base.group_members_pushed + 2,
             "leader completed, members pushed",
         )
         .await;

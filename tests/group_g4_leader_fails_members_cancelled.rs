@@ -18,7 +18,7 @@ fn failed_leader_cancels_every_member_unsubmitted() {
         let dst_file = open_rw(&file).await;
         let mut lease = pool.lease(4096).await.unwrap();
         lease.extend_from_slice(b"untouched");
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
 
         let out = Group::new(&mut lease)
             .leader(Leader::read_fixed(&src_w, u64::MAX))
@@ -26,7 +26,7 @@ fn failed_leader_cancels_every_member_unsubmitted() {
             .member(Member::write(&dst_file, 0))
             .await;
 
-        let after = ringleader::stats();
+        let after = ringleader::runtime::stats();
         assert_eq!(
             out.leader.as_ref().unwrap_err().raw_os_error(),
             Some(libc::EBADF)

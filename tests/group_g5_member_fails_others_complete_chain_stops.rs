@@ -22,7 +22,7 @@ fn failed_member_fails_only_itself_and_stops_the_chain() {
         let next_file = open_rw(&next).await;
         let mut lease = pool.lease(4096).await.unwrap();
 
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         let outs = Group::new(&mut lease)
             .leader(Leader::read_fixed(&src, 0))
             .member(Member::write_fixed(&ok_w, u64::MAX))
@@ -34,7 +34,7 @@ fn failed_member_fails_only_itself_and_stops_the_chain() {
                     .member(Member::write_fixed(&next_file, 0))
             })
             .await;
-        let after = ringleader::stats();
+        let after = ringleader::runtime::stats();
 
         assert_eq!(outs.len(), 1, "the chained group did not start");
         let out = &outs[0];

@@ -15,7 +15,7 @@ fn overlapping_or_out_of_range_members_refuse_the_group() {
         let pool = FixedPool::new(4096, 1).unwrap();
         let (r, w) = pipe();
         let mut lease = pool.lease(1024).await.unwrap();
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
 
         // Two striped reads whose ranges overlap.
         let out = Group::new(&mut lease)
@@ -55,7 +55,7 @@ fn overlapping_or_out_of_range_members_refuse_the_group() {
         assert!(msg.contains("1000..1025") && msg.contains("1024"), "{msg}");
 
         assert_eq!(
-            ringleader::stats().sqes_pushed,
+            ringleader::runtime::stats().sqes_pushed,
             base.sqes_pushed,
             "nothing submitted"
         );

@@ -145,7 +145,7 @@ fn random_drops_never_corrupt_or_leak() {
             unix: UnixStream::pair().unwrap(),
         };
         let fds = fd_count();
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut stages = [0u64; 4]; // unsubmitted, leader pending, members running, completed
         let mut corruptions = 0u64;
@@ -156,7 +156,7 @@ fn random_drops_never_corrupt_or_leak() {
             let kind = rng.below(4);
             let mut lease = rig.pool.try_lease(SIZE).expect("every slot back by now");
             lease.extend_from_slice(&[data; SIZE]);
-            let before = ringleader::stats();
+            let before = ringleader::runtime::stats();
             let mut completed = false;
             let polls = rng.below(6);
             {
@@ -182,7 +182,7 @@ fn random_drops_never_corrupt_or_leak() {
                 }
                 // The group future is dropped here.
             }
-            let now = ringleader::stats();
+            let now = ringleader::runtime::stats();
             let stage = if polls == 0 {
                 assert_eq!(
                     now.sqes_pushed, before.sqes_pushed,
@@ -208,7 +208,7 @@ fn random_drops_never_corrupt_or_leak() {
             rig.feed_leader(data);
             rig.feed_members(data);
             until(
-                || ringleader::stats().ops_in_flight == base.ops_in_flight,
+                || ringleader::runtime::stats().ops_in_flight == base.ops_in_flight,
                 "every op of the dropped group reaped",
             )
             .await;
@@ -230,7 +230,7 @@ fn random_drops_never_corrupt_or_leak() {
             assert_eq!(rig.ring.leased(), 0, "iteration {i}: a ring buffer leaked");
         }
 
-        let end = ringleader::stats();
+        let end = ringleader::runtime::stats();
         println!(
             "{ITERATIONS} drops: unsubmitted {}, leader pending {}, members running {}, \
              completed {}; {corruptions} corruptions",

@@ -60,16 +60,22 @@ fn dropped_read_into_lease_settles_before_its_borrow_ends() {
         let (r, w) = group_util::pipe();
         let mut lease = pool.lease(64).await.unwrap();
         lease.extend_from_slice(b"canary");
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         let read = ringleader::group::read_fixed_at(&r, lease.view_mut(..), u64::MAX);
         // Let the read reach the kernel and park on the empty pipe.
         ringleader::yield_now().await;
         ringleader::yield_now().await;
-        assert_eq!(ringleader::stats().ops_in_flight, base.ops_in_flight + 1);
+        assert_eq!(
+            ringleader::runtime::stats().ops_in_flight,
+            base.ops_in_flight + 1
+        );
         drop(read);
         // The drop returned only after the kernel finished with the op: nothing in flight,
         // so no kernel write can reach the lease now that the borrow has ended.
-        assert_eq!(ringleader::stats().ops_in_flight, base.ops_in_flight);
+        assert_eq!(
+            ringleader::runtime::stats().ops_in_flight,
+            base.ops_in_flight
+        );
         {
             use std::io::Write;
             use std::os::fd::AsRawFd;

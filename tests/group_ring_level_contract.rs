@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use common::{pipe, until, write_all};
 use io_uring::{opcode, types::Fd};
-use ringleader::{Completable, Cqe, GroupOp, MemberLen, MemberSpec, Orphan};
+use ringleader::ops::{Completable, Cqe, GroupOp, MemberLen, MemberSpec, Orphan};
 
 /// A shared buffer standing in for a lease: heap memory kept alive by every op holding it.
 #[derive(Clone)]
@@ -66,15 +66,15 @@ fn members_pushed_only_after_leader_cqe_all_in_one_batch() {
             unsafe { GroupOp::submit(read_leader(&src_r, &buf), buf.clone(), members, None) };
         let h = ringleader::spawn(group);
         until(
-            || ringleader::stats().ops_in_flight == 1,
+            || ringleader::runtime::stats().ops_in_flight == 1,
             "leader in flight",
         )
         .await;
-        let before = ringleader::stats();
+        let before = ringleader::runtime::stats();
         for _ in 0..10 {
             ringleader::yield_now().await;
         }
-        let held = ringleader::stats();
+        let held = ringleader::runtime::stats();
         assert_eq!(
             held.sqes_pushed, before.sqes_pushed,
             "no member pushed while the leader waits"
@@ -83,7 +83,7 @@ fn members_pushed_only_after_leader_cqe_all_in_one_batch() {
 
         write_all(&src_w, b"hello group");
         let out = h.await.unwrap();
-        let after = ringleader::stats();
+        let after = ringleader::runtime::stats();
         assert_eq!(out.leader, 11);
         assert_eq!(
             out.members,
@@ -110,12 +110,12 @@ fn failed_leader_cancels_members_unsubmitted() {
             .collect();
         // A read on an fd that is not open fails with EBADF.
         let leader = opcode::Read::new(Fd(1_000_000), buf.0.as_ptr() as *mut u8, 16).build();
-        let before = ringleader::stats();
+        let before = ringleader::runtime::stats();
         // SAFETY: pointers into `buf`, kept alive by each op's data.
         let out = unsafe { GroupOp::submit(leader, buf.clone(), members, None) }.await;
         assert_eq!(out.leader, -libc::EBADF);
         assert_eq!(out.members, vec![-libc::ECANCELED; 3]);
-        let after = ringleader::stats();
+        let after = ringleader::runtime::stats();
         assert_eq!(
             after.sqes_pushed - before.sqes_pushed,
             1,
@@ -131,7 +131,7 @@ fn dropped_group_before_leader_never_submits_members() {
         let (src_r, src_w) = pipe();
         let (dst_r, dst_w) = pipe();
         let buf = Shared(Rc::new(vec![0u8; 8]));
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         // SAFETY: pointers into `buf`, kept alive by each op's data.
         let group = unsafe {
             GroupOp::submit(
@@ -144,7 +144,7 @@ fn dropped_group_before_leader_never_submits_members() {
         ringleader::yield_now().await;
         drop(group);
         until(
-            || ringleader::stats().ops_in_flight == base.ops_in_flight,
+            || ringleader::runtime::stats().ops_in_flight == base.ops_in_flight,
             "leader cancelled",
         )
         .await;
@@ -152,7 +152,7 @@ fn dropped_group_before_leader_never_submits_members() {
         for _ in 0..10 {
             ringleader::yield_now().await;
         }
-        let s = ringleader::stats();
+        let s = ringleader::runtime::stats();
         assert_eq!(
             s.group_members_pushed, base.group_members_pushed,
             "no member submitted"
@@ -176,7 +176,7 @@ fn zero_fill_gives_members_the_full_length_with_a_zeroed_tail() {
             let ptr = buf.0.as_ptr() as *mut u8;
             // SAFETY: `buf`'s 16 heap bytes stay alive in every op's data; nothing else reads
             // or writes them between the leader's CQE and the member's push.
-            unsafe { ringleader::ZeroFill::new(ptr, 16) }
+            unsafe { ringleader::ops::ZeroFill::new(ptr, 16) }
         };
         write_all(&src_w, b"abc");
         // SAFETY: pointers into `buf`, kept alive by each op's data.

@@ -26,7 +26,7 @@ fn std_thread_spawns_on_every_core() {
             .map(|(core, i)| {
                 h.spawn_on(core, move || async move {
                     ringleader::yield_now().await;
-                    ringleader::nop().await.unwrap();
+                    ringleader::ops::nop().await.unwrap();
                     (ringleader::current_core(), i)
                 })
             })

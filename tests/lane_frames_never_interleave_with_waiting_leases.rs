@@ -16,11 +16,11 @@ use std::thread;
 use std::time::Duration;
 
 use group_util::{TempPath, pipe, set_sndbuf, tcp_pair, ticks};
-use ringleader::Lane;
 use ringleader::buf::FixedPool;
 use ringleader::fs::File;
 use ringleader::group::{Group, Leader, Member};
 use ringleader::net::{OwnedIo, TcpStream};
+use ringleader::ops::Lane;
 
 const MAGIC: u32 = 0xf4a3_e001;
 const HEAD: usize = 16;

@@ -10,11 +10,11 @@ use std::thread;
 use std::time::Duration;
 
 use group_util::{TempPath, set_sndbuf, tcp_pair};
-use ringleader::Lane;
 use ringleader::buf::FixedPool;
 use ringleader::fs::File;
 use ringleader::group::{Group, Leader, Member};
 use ringleader::net::OwnedIo;
+use ringleader::ops::Lane;
 
 /// A frame: `id` (u32 LE), `len` (u32 LE), then `len` bytes of `byte(id, i)`.
 fn byte(id: u32, i: usize) -> u8 {
@@ -71,7 +71,7 @@ fn concurrent_sends_from_many_tasks_never_interleave() {
         set_sndbuf(&sock, 16 << 10);
         let sock = Rc::new(sock);
         let lane = Lane::new();
-        let before = ringleader::stats();
+        let before = ringleader::runtime::stats();
         let mut tasks = Vec::new();
         for id in 0..200u32 {
             let (sock, lane) = (Rc::clone(&sock), lane.clone());
@@ -88,7 +88,7 @@ fn concurrent_sends_from_many_tasks_never_interleave() {
         for t in tasks {
             sent.push(t.await.unwrap());
         }
-        let after = ringleader::stats();
+        let after = ringleader::runtime::stats();
         assert_eq!(after.lane_ops - before.lane_ops, 200);
         assert!(
             after.lane_chains - before.lane_chains < 200,
@@ -188,7 +188,7 @@ fn dropping_a_queued_op_keeps_the_lane_dropping_an_inflight_one_fails_it() {
     ringleader::block_on(async move {
         set_sndbuf(&sock, 16 << 10);
         let lane = Lane::new();
-        let slots = ringleader::stats().slots_occupied;
+        let slots = ringleader::runtime::stats().slots_occupied;
         // A send far bigger than the socket buffers stays in flight while nobody reads.
         let big = sock.send_in(&lane, vec![9u8; 8 << 20]);
         // Let the ring push it; ops submitted now wait in the lane behind it.
@@ -205,12 +205,12 @@ fn dropping_a_queued_op_keeps_the_lane_dropping_an_inflight_one_fails_it() {
         drop(lane);
         // Every slot comes back once the cancelled send's CQE is reaped.
         for _ in 0..100 {
-            if ringleader::stats().slots_occupied == slots {
+            if ringleader::runtime::stats().slots_occupied == slots {
                 break;
             }
             ringleader::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(ringleader::stats().slots_occupied, slots);
+        assert_eq!(ringleader::runtime::stats().slots_occupied, slots);
         peer.set_nonblocking(true).unwrap();
         let mut sink = vec![0u8; 1 << 20];
         let mut got = 0;

@@ -18,10 +18,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use common::{Rng, fd_count};
-use ringleader::Lane;
 use ringleader::buf::FixedPool;
 use ringleader::group::{Group, Member};
 use ringleader::net::{OwnedIo, UnixStream};
+use ringleader::ops::Lane;
 
 const ITERATIONS: u64 = 1500;
 
@@ -73,7 +73,7 @@ fn random_drops_in_a_lane_keep_frames_whole_and_leak_nothing() {
     let (mut failed_lanes, mut dropped, mut cut) = (0u64, 0u64, 0u64);
     ringleader::block_on(async {
         let pool = FixedPool::new(128 << 10, 8).unwrap();
-        let slots = ringleader::stats().slots_occupied;
+        let slots = ringleader::runtime::stats().slots_occupied;
         for it in 0..ITERATIONS {
             let (a, b) = StdUnix::pair().unwrap();
             let reader = std::thread::spawn(move || {
@@ -156,7 +156,7 @@ fn random_drops_in_a_lane_keep_frames_whole_and_leak_nothing() {
             drop(sock);
             // Dropped in-flight ops finish (cancelled) before their slots come back.
             common::until(
-                || ringleader::stats().slots_occupied == slots && pool.available() == 8,
+                || ringleader::runtime::stats().slots_occupied == slots && pool.available() == 8,
                 "slots and leases back",
             )
             .await;

@@ -193,7 +193,7 @@ fn forgotten_zero_fill_group_leaves_the_lease_unreadable() {
         let (sink_r, sink_w) = pipe();
         let mut lease = lease_of_a(&pool).await;
         let slot = lease.slot();
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
 
         // Zero-fill mode: at the leader's CQE the driver itself writes zeroes after the bytes
         // read, then pushes the member (which sends the whole lease on).
@@ -209,7 +209,7 @@ fn forgotten_zero_fill_group_leaves_the_lease_unreadable() {
         let bytes = lease.try_as_slice();
         put(&w, KERNEL);
         until(
-            || ringleader::stats().group_members_pushed == base.group_members_pushed + 1,
+            || ringleader::runtime::stats().group_members_pushed == base.group_members_pushed + 1,
             "the leader's CQE was reaped (zero fill done, member pushed)",
         )
         .await;

@@ -8,9 +8,9 @@ mod group_util;
 use std::io::Write;
 
 use group_util::{pipe, put, take, tcp_pair};
-use ringleader::Lane;
 use ringleader::buf::FixedPool;
 use ringleader::group::{Group, Leader, Member};
+use ringleader::ops::Lane;
 
 #[test]
 fn lease_writing_member_in_a_lane_refuses_the_group() {
@@ -24,7 +24,7 @@ fn lease_writing_member_in_a_lane_refuses_the_group() {
         peer.write_all(b"for the recv member").unwrap();
         put(&w, b"for the read member");
         let mut lease = pool.lease(4096).await.unwrap();
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
 
         for (name, member) in [
             ("recv", Member::recv(&sock).at(0..100)),
@@ -55,7 +55,7 @@ fn lease_writing_member_in_a_lane_refuses_the_group() {
             );
         }
         assert_eq!(
-            ringleader::stats().sqes_pushed,
+            ringleader::runtime::stats().sqes_pushed,
             base.sqes_pushed,
             "nothing submitted"
         );

@@ -9,7 +9,7 @@ use std::time::Duration;
 #[ringleader::test]
 async fn runs_an_async_body_with_ops_and_tasks() {
     ringleader::time::sleep(Duration::from_millis(1)).await;
-    ringleader::nop().await.unwrap();
+    ringleader::ops::nop().await.unwrap();
     // `!Send` state is fine on one core.
     let hits = Rc::new(Cell::new(0));
     let h = {
@@ -41,7 +41,7 @@ async fn question_mark_and_early_return_work() -> std::io::Result<()> {
 #[ringleader::test]
 #[should_panic(expected = "boom on the core")]
 async fn a_panic_fails_the_test() {
-    ringleader::nop().await.unwrap();
+    ringleader::ops::nop().await.unwrap();
     panic!("boom on the core");
 }
 

@@ -91,17 +91,17 @@ fn split_halves_echo_through_copy() {
 #[test]
 fn dropping_a_stream_mid_read_keeps_the_buffer_until_the_final_cqe() {
     ringleader::block_on(async {
-        let baseline = ringleader::stats().slots_occupied;
+        let baseline = ringleader::runtime::stats().slots_occupied;
         let (client, mut server) = connected().await;
         let mut out = [0u8; 16];
         // One poll starts the recv into the stream's own buffer; nothing arrives.
         let polled = futures::poll!(Box::pin(server.read(&mut out)));
         assert!(polled.is_pending());
-        assert_eq!(ringleader::stats().slots_occupied, baseline + 1);
+        assert_eq!(ringleader::runtime::stats().slots_occupied, baseline + 1);
         drop(server);
         // The recv is cancelled; its slot (and buffer) goes only at the final CQE.
         until(
-            || ringleader::stats().slots_occupied == baseline,
+            || ringleader::runtime::stats().slots_occupied == baseline,
             "the cancelled recv's slot is freed",
         )
         .await;

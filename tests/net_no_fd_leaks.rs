@@ -19,7 +19,7 @@ use ringleader::net::{OwnedIo, TcpListener, TcpStream, UdpSocket, UnixStream};
 async fn dropped_incoming_closes_what_it_accepted() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let baseline = ringleader::stats().slots_occupied;
+    let baseline = ringleader::runtime::stats().slots_occupied;
     let clients: Vec<std::net::TcpStream> = (0..8)
         .map(|_| std::net::TcpStream::connect(addr).unwrap())
         .collect();
@@ -27,7 +27,7 @@ async fn dropped_incoming_closes_what_it_accepted() {
     // connections), then the cancel; every fd arrives at the orphaned op.
     drop(listener.incoming());
     until(
-        || ringleader::stats().slots_occupied == baseline,
+        || ringleader::runtime::stats().slots_occupied == baseline,
         "the cancelled multishot accept completes",
     )
     .await;
@@ -128,12 +128,12 @@ async fn udp_unix_pipe_ops() {
 fn many_net_and_pipe_ops_leave_the_fd_count_unchanged() {
     let before = fd_count();
     ringleader::block_on(async {
-        let baseline = ringleader::stats().slots_occupied;
+        let baseline = ringleader::runtime::stats().slots_occupied;
         dropped_incoming_closes_what_it_accepted().await;
         tcp_ops().await;
         udp_unix_pipe_ops().await;
         until(
-            || ringleader::stats().slots_occupied == baseline,
+            || ringleader::runtime::stats().slots_occupied == baseline,
             "every cancelled op completes",
         )
         .await;

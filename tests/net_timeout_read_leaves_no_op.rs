@@ -19,7 +19,7 @@ fn timeout_on_a_silent_tcp_read_errors_and_frees_the_slot() {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let baseline = ringleader::stats().slots_occupied;
+        let baseline = ringleader::runtime::stats().slots_occupied;
 
         let r = ringleader::time::timeout(
             Duration::from_millis(20),
@@ -33,7 +33,7 @@ fn timeout_on_a_silent_tcp_read_errors_and_frees_the_slot() {
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
 
         until(
-            || ringleader::stats().slots_occupied == baseline,
+            || ringleader::runtime::stats().slots_occupied == baseline,
             "the cancelled recv's slot is freed",
         )
         .await;
@@ -52,7 +52,7 @@ fn timeout_on_a_silent_tcp_read_errors_and_frees_the_slot() {
 fn timeout_on_a_silent_udp_recv_from_errors_and_frees_the_slot() {
     ringleader::block_on(async {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let baseline = ringleader::stats().slots_occupied;
+        let baseline = ringleader::runtime::stats().slots_occupied;
         let r = ringleader::time::timeout(
             Duration::from_millis(20),
             sock.recv_from(Vec::with_capacity(64)),
@@ -60,7 +60,7 @@ fn timeout_on_a_silent_udp_recv_from_errors_and_frees_the_slot() {
         .await;
         assert!(r.is_err(), "nothing was sent: the recv times out");
         until(
-            || ringleader::stats().slots_occupied == baseline,
+            || ringleader::runtime::stats().slots_occupied == baseline,
             "the cancelled recvmsg's slot is freed",
         )
         .await;

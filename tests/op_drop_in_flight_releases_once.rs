@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::{CountedBuf, counter, fd_count, get, pipe, until};
 use io_uring::{opcode, types::Timespec};
-use ringleader::{Completable, Cqe, Op, Orphan};
+use ringleader::ops::{Completable, Cqe, Op, Orphan};
 
 /// A long timeout whose timespec drop is counted.
 struct CountedTimeout {
@@ -56,7 +56,7 @@ fn dropping_ten_thousand_in_flight_ops_leaks_nothing() {
     let read_drops = counter();
     let timer_drops = counter();
     ringleader::block_on(async {
-        let baseline = ringleader::stats();
+        let baseline = ringleader::runtime::stats();
         let (r, w) = pipe();
         let r = Rc::new(r);
         let mut reads = Vec::new();
@@ -71,7 +71,7 @@ fn dropping_ten_thousand_in_flight_ops_leaks_nothing() {
         }
         // Let the kernel take them all.
         until(
-            || ringleader::stats().ops_in_flight == baseline.ops_in_flight + 10_000,
+            || ringleader::runtime::stats().ops_in_flight == baseline.ops_in_flight + 10_000,
             "10,000 ops in flight",
         )
         .await;
@@ -85,12 +85,12 @@ fn dropping_ten_thousand_in_flight_ops_leaks_nothing() {
         drop(timers);
         // Parked, not freed: the kernel may still own them until the cancels complete.
         until(
-            || ringleader::stats().ops_in_flight == baseline.ops_in_flight,
+            || ringleader::runtime::stats().ops_in_flight == baseline.ops_in_flight,
             "cancels reaped",
         )
         .await;
         ringleader::time::sleep(Duration::from_millis(5)).await;
-        let after = ringleader::stats();
+        let after = ringleader::runtime::stats();
         assert_eq!(
             after.slots_occupied, baseline.slots_occupied,
             "no slot stays occupied"

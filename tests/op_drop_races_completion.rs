@@ -15,31 +15,34 @@ use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use common::{CountedBuf, Rng, counter, get, pipe, until, write_all};
 use io_uring::opcode;
-use ringleader::{Completable, Cqe, Op, Orphan};
+use ringleader::ops::{Completable, Cqe, Op, Orphan};
 
 #[test]
 fn op_completed_before_drop_releases_once() {
     ringleader::block_on(async {
         let drops = counter();
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         let (r, w) = pipe();
         write_all(&w, b"ready");
         let op = ringleader::fd::read(&Rc::new(r), CountedBuf::new(16, &drops), u64::MAX);
         // Let the kernel complete it and the driver reap it, without polling the op.
         until(
-            || ringleader::stats().ops_in_flight == base.ops_in_flight,
+            || ringleader::runtime::stats().ops_in_flight == base.ops_in_flight,
             "read completed",
         )
         .await;
         assert_eq!(
-            ringleader::stats().slots_occupied,
+            ringleader::runtime::stats().slots_occupied,
             base.slots_occupied + 1,
             "result waits in its slot"
         );
         assert_eq!(get(&drops), 0);
         drop(op);
         assert_eq!(get(&drops), 1, "released right away, once");
-        assert_eq!(ringleader::stats().slots_occupied, base.slots_occupied);
+        assert_eq!(
+            ringleader::runtime::stats().slots_occupied,
+            base.slots_occupied
+        );
         ringleader::yield_now().await;
         ringleader::yield_now().await;
         assert_eq!(get(&drops), 1, "and never again");
@@ -74,7 +77,7 @@ impl Completable for Recorder {
 fn result_racing_the_cancel_is_recycled_and_released_once() {
     ringleader::block_on(async {
         let mut rng = Rng::new(0x5eed);
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         let drops = counter();
         let mut completed_anyway = 0;
         let iterations = 2_000;
@@ -113,7 +116,7 @@ fn result_racing_the_cancel_is_recycled_and_released_once() {
                 }
             }
             until(
-                || ringleader::stats().ops_in_flight == base.ops_in_flight,
+                || ringleader::runtime::stats().ops_in_flight == base.ops_in_flight,
                 "op finished",
             )
             .await;
@@ -128,7 +131,10 @@ fn result_racing_the_cancel_is_recycled_and_released_once() {
             }
             drop((r, w));
         }
-        assert_eq!(ringleader::stats().slots_occupied, base.slots_occupied);
+        assert_eq!(
+            ringleader::runtime::stats().slots_occupied,
+            base.slots_occupied
+        );
         assert!(
             completed_anyway > 0,
             "some results raced the cancel and were recycled"

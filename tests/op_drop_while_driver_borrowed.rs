@@ -1,5 +1,5 @@
 //! Issue 12, hole 1: dropping an in-flight op while the driver is borrowed further up the
-//! stack (user code inside `ringleader::with_submitter`, or a user waker whose `clone` or
+//! stack (user code inside `ringleader::ops::with_submitter`, or a user waker whose `clone` or
 //! `drop` runs while the runtime stores a waker) must not panic and must not release the
 //! op's resources: they stay alive until the op's final CQE and are released exactly once.
 //!
@@ -28,11 +28,11 @@ use ringleader::group::{Group, Leader, Member};
 /// Drop an in-flight `kind` through `trigger`; it must be released once, at its final CQE.
 fn drop_in_flight(kind: Kind, trigger: Trigger) {
     ringleader::block_on(async {
-        let baseline = ringleader::stats();
+        let baseline = ringleader::runtime::stats();
         let mut bystander = Bystander::new();
         let mut victim = Victim::new(kind, 1000, b'k');
         // Both SQEs reach the kernel with this submit; the pipes are empty, so they wait.
-        ringleader::nop().await.unwrap();
+        ringleader::ops::nop().await.unwrap();
 
         drop_while_borrowed(trigger, victim.op.take().unwrap(), &mut bystander);
         victim.assert_not_released_early(trigger);
@@ -41,12 +41,12 @@ fn drop_in_flight(kind: Kind, trigger: Trigger) {
 
         bystander.finish().await;
         until(
-            || ringleader::stats().ops_in_flight == baseline.ops_in_flight,
+            || ringleader::runtime::stats().ops_in_flight == baseline.ops_in_flight,
             "every op reaped",
         )
         .await;
         ringleader::yield_now().await;
-        let after = ringleader::stats();
+        let after = ringleader::runtime::stats();
         assert_eq!(
             after.slots_occupied, baseline.slots_occupied,
             "no op slot stays occupied: {after:?}"
@@ -115,9 +115,9 @@ fn read_dropped_inside_with_submitter_in_every_state() {
             if state != "queued" {
                 // The read's SQE went to the kernel with the nop's; a read of a pipe with
                 // data completes before the nop does.
-                ringleader::nop().await.unwrap();
+                ringleader::ops::nop().await.unwrap();
             }
-            ringleader::with_submitter(move |_| drop(read));
+            ringleader::ops::with_submitter(move |_| drop(read));
             if state != "completed" {
                 assert_eq!(get(&drops), 0, "{state}: buffer released under the kernel");
                 write_all(&w, b"late");
@@ -138,8 +138,8 @@ fn pipe_rc() -> (Rc<OwnedFd>, OwnedFd) {
 
 /// Right after a dropped lease op and its lease: the slot is back in the pool only if the
 /// drop settled (waited for the op's final CQE); otherwise the kernel may still read into it.
-fn assert_slot_held_while_in_flight(pool: &FixedPool, baseline: &ringleader::Stats) {
-    let now = ringleader::stats();
+fn assert_slot_held_while_in_flight(pool: &FixedPool, baseline: &ringleader::runtime::Stats) {
+    let now = ringleader::runtime::stats();
     assert!(
         pool.available() == 0 || now.ops_in_flight == baseline.ops_in_flight,
         "the slot is free while its read is in flight: {now:?}"
@@ -151,7 +151,7 @@ fn assert_slot_held_while_in_flight(pool: &FixedPool, baseline: &ringleader::Sta
 #[test]
 fn lease_group_dropped_inside_with_submitter() {
     ringleader::block_on(async {
-        let baseline = ringleader::stats();
+        let baseline = ringleader::runtime::stats();
         let pool = FixedPool::new(4096, 1).expect("fixed pool");
         let (src_r, src_w) = pipe_rc();
         let (out_r, out_w) = pipe();
@@ -164,9 +164,9 @@ fn lease_group_dropped_inside_with_submitter() {
         // The first poll submits the leader; the nop's round trip puts it in the kernel.
         let mut cx = Context::from_waker(Waker::noop());
         assert!(Pin::new(&mut group).poll(&mut cx).is_pending());
-        ringleader::nop().await.unwrap();
+        ringleader::ops::nop().await.unwrap();
 
-        ringleader::with_submitter(move |_| drop(group));
+        ringleader::ops::with_submitter(move |_| drop(group));
         drop(lease);
         assert_slot_held_while_in_flight(&pool, &baseline);
         write_all(&src_w, b"into the lease");
@@ -191,14 +191,14 @@ fn lease_group_dropped_inside_with_submitter() {
 #[test]
 fn settling_lease_read_dropped_inside_with_submitter() {
     ringleader::block_on(async {
-        let baseline = ringleader::stats();
+        let baseline = ringleader::runtime::stats();
         let pool = FixedPool::new(4096, 1).expect("fixed pool");
         let (src_r, src_w) = pipe_rc();
         let mut lease = pool.lease(4096).await.unwrap();
         let read = ringleader::group::read_fixed_at(&src_r, &mut lease, u64::MAX);
-        ringleader::nop().await.unwrap();
+        ringleader::ops::nop().await.unwrap();
 
-        ringleader::with_submitter(move |_| drop(read));
+        ringleader::ops::with_submitter(move |_| drop(read));
         drop(lease);
         assert_slot_held_while_in_flight(&pool, &baseline);
         write_all(&src_w, b"into the lease");
@@ -215,7 +215,7 @@ fn settling_lease_read_dropped_inside_with_submitter() {
 #[test]
 fn incoming_stream_dropped_inside_with_submitter() {
     ringleader::block_on(async {
-        let baseline = ringleader::stats();
+        let baseline = ringleader::runtime::stats();
         let listener = ringleader::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let mut incoming = listener.incoming();
@@ -224,16 +224,16 @@ fn incoming_stream_dropped_inside_with_submitter() {
             futures::Stream::poll_next(Pin::new(&mut incoming), &mut cx).is_pending(),
             "nobody connected yet"
         );
-        ringleader::nop().await.unwrap();
+        ringleader::ops::nop().await.unwrap();
 
-        ringleader::with_submitter(move |_| {
+        ringleader::ops::with_submitter(move |_| {
             drop(incoming);
             drop(listener);
         });
         // A connection the accept may take before its cancel: the orphaned op closes it.
         let _client = std::net::TcpStream::connect(addr);
         until(
-            || ringleader::stats().ops_in_flight == baseline.ops_in_flight,
+            || ringleader::runtime::stats().ops_in_flight == baseline.ops_in_flight,
             "the multishot accept reaped",
         )
         .await;

@@ -21,18 +21,18 @@ fn forgotten_read_leaks_its_buffer_and_slot_but_nothing_breaks() {
     let (r, w) = pipe();
     let r = Rc::new(r);
     ringleader::block_on(async {
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         let op = ringleader::fd::read(&r, CountedBuf::new(4096, &drops), u64::MAX);
         ringleader::yield_now().await;
         std::mem::forget(op);
         // The kernel completes the read into the leaked buffer.
         write_all(&w, &[7u8; 100]);
         until(
-            || ringleader::stats().ops_in_flight == base.ops_in_flight,
+            || ringleader::runtime::stats().ops_in_flight == base.ops_in_flight,
             "read completed",
         )
         .await;
-        let s = ringleader::stats();
+        let s = ringleader::runtime::stats();
         assert_eq!(
             s.slots_occupied,
             base.slots_occupied + 1,
@@ -59,7 +59,7 @@ fn runtime_with_a_forgotten_in_flight_op_still_shuts_down() {
         let op = ringleader::fd::read(&r, CountedBuf::new(64, &drops), u64::MAX);
         ringleader::yield_now().await;
         std::mem::forget(op);
-        assert_eq!(ringleader::stats().ops_in_flight, 1);
+        assert_eq!(ringleader::runtime::stats().ops_in_flight, 1);
     });
     // block_on's runtime cancelled and reaped the op before freeing the ring; the buffer
     // itself was forgotten by the user, so it is never dropped.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{CountedBuf, counter, get, pipe, until};
 use io_uring::{opcode, types};
-use ringleader::{Completable, Cqe, Lane, Op, Orphan};
+use ringleader::ops::{Completable, Cqe, Lane, Op, Orphan};
 
 /// An op's resources: a counted buffer and the fd its SQE names.
 struct Io {
@@ -91,9 +91,9 @@ fn dropping_a_settling_op_linked_behind_a_stuck_send_returns() {
             // One tick: the chain goes to the kernel.
             ringleader::yield_now().await;
             ringleader::yield_now().await;
-            let before = ringleader::stats();
+            let before = ringleader::runtime::stats();
             drop(read);
-            let after = ringleader::stats();
+            let after = ringleader::runtime::stats();
             done_tx
                 .send(after.settle_timeouts - before.settle_timeouts)
                 .unwrap();

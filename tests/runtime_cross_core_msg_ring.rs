@@ -2,7 +2,7 @@
 //! through `IORING_OP_MSG_RING`; `spawn_on` returns a handle awaitable from another core.
 
 use futures::channel::oneshot;
-use ringleader::{Runtime, spawn_on, stats};
+use ringleader::{Runtime, runtime::stats, spawn_on};
 
 #[test]
 fn core1_task_woken_by_core0_event_through_msg_ring() {
@@ -23,7 +23,7 @@ fn core1_task_woken_by_core0_event_through_msg_ring() {
         ringleader::time::sleep(std::time::Duration::from_millis(20)).await;
         let before = stats().msg_ring_sent;
         tx.send(42).unwrap(); // wakes core 1's task from core 0
-        ringleader::nop().await.unwrap(); // the tick that submits the MSG_RING SQE
+        ringleader::ops::nop().await.unwrap(); // the tick that submits the MSG_RING SQE
         stats().msg_ring_sent - before
     });
     let sent = futures::executor::block_on(sender).unwrap();
@@ -42,7 +42,7 @@ fn spawn_on_handle_awaitable_from_another_core() {
     let out = rt.block_on(|| async {
         assert_eq!(ringleader::current_core(), 0);
         let h = spawn_on(1, || async {
-            ringleader::nop().await.unwrap();
+            ringleader::ops::nop().await.unwrap();
             // A !Send value lives across an await on core 1.
             let rc = std::rc::Rc::new(ringleader::current_core());
             ringleader::yield_now().await;
@@ -57,11 +57,14 @@ fn spawn_on_handle_awaitable_from_another_core() {
 #[test]
 fn each_core_has_its_own_ring() {
     let rt = Runtime::builder().cores(2).build().expect("runtime");
-    let a = rt.spawn_on(0, || async { ringleader::setup_info() });
-    let b = rt.spawn_on(1, || async { ringleader::setup_info() });
+    let a = rt.spawn_on(0, || async { ringleader::runtime::setup_info() });
+    let b = rt.spawn_on(1, || async { ringleader::runtime::setup_info() });
     let (a, b) = futures::executor::block_on(async { (a.await.unwrap(), b.await.unwrap()) });
     assert_eq!(a.applied, b.applied);
-    assert!(a.applied.contains(ringleader::SetupFlags::SINGLE_ISSUER));
+    assert!(
+        a.applied
+            .contains(ringleader::runtime::SetupFlags::SINGLE_ISSUER)
+    );
     let cores =
         futures::executor::block_on(rt.spawn_on(1, || async { ringleader::core_count() })).unwrap();
     assert_eq!(cores, 2);

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use common::{CountedBuf, counter, get, pipe};
 use io_uring::{opcode, types};
-use ringleader::{Completable, Cqe, Op, Orphan};
+use ringleader::ops::{Completable, Cqe, Op, Orphan};
 
 /// A read's resources: a counted buffer and the fd it reads.
 struct PipeRead {
@@ -61,7 +61,7 @@ fn local_runtime_dropped_inside_another_cancels_and_releases_its_ops() {
                 read(&r, CountedBuf::new(4096, &drops)).await
             }));
             ringleader::yield_now().await;
-            assert_eq!(ringleader::stats().ops_in_flight, 1);
+            assert_eq!(ringleader::runtime::stats().ops_in_flight, 1);
         });
     }
     assert_eq!(get(&drops), 0, "the read is in flight");

@@ -37,7 +37,7 @@ fn wake_queued_for_a_closed_ring_never_reaches_the_ring_that_reused_its_fd() {
         for _ in 0..4 {
             ringleader::yield_now().await;
         }
-        let _ = ringleader::nop().await;
+        let _ = ringleader::ops::nop().await;
         drop(y_waker);
         let mut raw = raw;
         let n = raw.completion().len();

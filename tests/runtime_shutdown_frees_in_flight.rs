@@ -61,7 +61,7 @@ fn local_runtime_drop_cancels_pending_tasks() {
             }
             ringleader::yield_now().await;
             ringleader::yield_now().await;
-            assert_eq!(ringleader::stats().ops_in_flight, 10);
+            assert_eq!(ringleader::runtime::stats().ops_in_flight, 10);
         });
         assert_eq!(get(&drops), 0, "tasks outlive block_on");
     }

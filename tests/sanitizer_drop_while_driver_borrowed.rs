@@ -37,10 +37,10 @@ const CANARIES: usize = 512;
 
 fn scenario(kind: Kind, trigger: Trigger) {
     ringleader::block_on(async {
-        let baseline = ringleader::stats();
+        let baseline = ringleader::runtime::stats();
         let mut bystander = Bystander::new();
         let mut victim = Victim::new(kind, SIZE, PAYLOAD);
-        ringleader::nop().await.unwrap();
+        ringleader::ops::nop().await.unwrap();
 
         let op = victim.op.take().unwrap();
         let dropped = catch_unwind(AssertUnwindSafe(|| {
@@ -52,7 +52,7 @@ fn scenario(kind: Kind, trigger: Trigger) {
         victim.feed();
         bystander.finish().await;
         until(
-            || ringleader::stats().ops_in_flight == baseline.ops_in_flight,
+            || ringleader::runtime::stats().ops_in_flight == baseline.ops_in_flight,
             "every op reaped",
         )
         .await;

@@ -1,6 +1,6 @@
 //! Setup flags are probed; what was applied and why anything was dropped is queryable.
 
-use ringleader::{Builder, SetupFlags};
+use ringleader::{Builder, runtime::SetupFlags};
 
 #[test]
 fn default_flags_are_applied_on_this_kernel() {
@@ -31,7 +31,7 @@ fn sqpoll_drops_defer_taskrun_and_says_why_and_still_runs_ops() {
     );
     rt.block_on(async {
         for _ in 0..100 {
-            ringleader::nop().await.unwrap();
+            ringleader::ops::nop().await.unwrap();
         }
         ringleader::time::sleep(std::time::Duration::from_millis(1)).await;
     });
@@ -47,7 +47,7 @@ fn plain_ring_without_optional_flags_runs_ops() {
     assert!(!rt.setup_info().ring_fd_registered);
     rt.block_on(async {
         let hs: Vec<_> = (0..32)
-            .map(|_| ringleader::spawn(ringleader::nop()))
+            .map(|_| ringleader::spawn(ringleader::ops::nop()))
             .collect();
         for h in hs {
             h.await.unwrap().unwrap();

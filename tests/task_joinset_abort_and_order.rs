@@ -114,7 +114,7 @@ async fn dropping_the_set_aborts_its_tasks() {
     assert_eq!(drops.get(), 1);
     ringleader::time::sleep(Duration::from_millis(80)).await;
     assert!(!finished.get(), "an aborted task never resumes");
-    assert_eq!(ringleader::stats().tasks_active, 0);
+    assert_eq!(ringleader::runtime::stats().tasks_active, 0);
 }
 
 #[ringleader::test]

@@ -15,14 +15,14 @@ fn panicking_task_gives_join_error_and_others_continue() {
         let steady = spawn(async {
             let mut n = 0;
             for _ in 0..50 {
-                ringleader::nop().await.unwrap();
+                ringleader::ops::nop().await.unwrap();
                 yield_now().await;
                 n += 1;
             }
             n
         });
         let bad = spawn(async {
-            ringleader::nop().await.unwrap();
+            ringleader::ops::nop().await.unwrap();
             if ringleader::current_core() == 0 {
                 panic!("boom in task");
             }
@@ -32,7 +32,7 @@ fn panicking_task_gives_join_error_and_others_continue() {
         assert!(err.is_panic());
         assert!(err.to_string().contains("boom in task"), "{err}");
         // Spawning after the panic still works, and the steady task finished its work.
-        let after = spawn(async { ringleader::nop().await.map(|_| 1) });
+        let after = spawn(async { ringleader::ops::nop().await.map(|_| 1) });
         assert_eq!(after.await.unwrap().unwrap(), 1);
         assert_eq!(steady.await.unwrap(), 50);
     });
@@ -42,7 +42,7 @@ fn panicking_task_gives_join_error_and_others_continue() {
 fn abort_cancels_the_tasks_in_flight_ops() {
     ringleader::block_on(async {
         let drops = counter();
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         let (r, _w) = pipe();
         let r = Rc::new(r);
         let fd = Rc::clone(&r);
@@ -52,13 +52,13 @@ fn abort_cancels_the_tasks_in_flight_ops() {
             res.map(|_| ())
         });
         until(
-            || ringleader::stats().ops_in_flight == base.ops_in_flight + 1,
+            || ringleader::runtime::stats().ops_in_flight == base.ops_in_flight + 1,
             "read in flight",
         )
         .await;
         h.abort();
         until(
-            || ringleader::stats().ops_in_flight == base.ops_in_flight,
+            || ringleader::runtime::stats().ops_in_flight == base.ops_in_flight,
             "read cancelled",
         )
         .await;
@@ -70,7 +70,7 @@ fn abort_cancels_the_tasks_in_flight_ops() {
         let err = h.await.expect_err("aborted");
         assert!(err.is_cancelled());
         assert!(
-            ringleader::stats().cancels > base.cancels,
+            ringleader::runtime::stats().cancels > base.cancels,
             "an ASYNC_CANCEL was issued"
         );
     });
@@ -95,7 +95,7 @@ fn spawn_accepts_non_send_futures() {
         let shared = std::rc::Rc::new(std::cell::Cell::new(0));
         let s2 = shared.clone();
         spawn(async move {
-            ringleader::nop().await.unwrap();
+            ringleader::ops::nop().await.unwrap();
             s2.set(9);
         })
         .await

@@ -14,7 +14,7 @@ fn timeout_on_a_never_completing_read_errors_and_leaves_no_op() {
     ringleader::block_on(async {
         let drops = counter();
         let (r, _w) = pipe();
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         let res = timeout(
             Duration::from_millis(10),
             ringleader::fd::read(&Rc::new(r), CountedBuf::new(32, &drops), u64::MAX),
@@ -28,11 +28,14 @@ fn timeout_on_a_never_completing_read_errors_and_leaves_no_op() {
             std::io::ErrorKind::TimedOut
         );
         until(
-            || ringleader::stats().slots_occupied == base.slots_occupied,
+            || ringleader::runtime::stats().slots_occupied == base.slots_occupied,
             "slots back to baseline",
         )
         .await;
-        assert_eq!(ringleader::stats().ops_in_flight, base.ops_in_flight);
+        assert_eq!(
+            ringleader::runtime::stats().ops_in_flight,
+            base.ops_in_flight
+        );
         assert_eq!(get(&drops), 1, "the parked buffer was released once");
     });
 }
@@ -41,7 +44,7 @@ fn timeout_on_a_never_completing_read_errors_and_leaves_no_op() {
 fn timeout_op_returns_the_buffer_and_leaves_no_op() {
     ringleader::block_on(async {
         let (r, _w) = pipe();
-        let base = ringleader::stats();
+        let base = ringleader::runtime::stats();
         let read = ringleader::fd::read(&Rc::new(r), Vec::with_capacity(128), u64::MAX);
         let out = timeout_op(Duration::from_millis(5), read)
             .await
@@ -49,7 +52,7 @@ fn timeout_op_returns_the_buffer_and_leaves_no_op() {
         let (res, buf) = out.output;
         assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
         assert_eq!(buf.capacity(), 128, "the same buffer came back");
-        let s = ringleader::stats();
+        let s = ringleader::runtime::stats();
         assert_eq!(s.slots_occupied, base.slots_occupied);
         assert_eq!(s.ops_in_flight, base.ops_in_flight);
     });

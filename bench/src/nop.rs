@@ -1,4 +1,4 @@
-//! NOP throughput: `ringleader::nop().await` from many tasks, against the raw loop a runtime
+//! NOP throughput: `ringleader::ops::nop().await` from many tasks, against the raw loop a runtime
 //! can only approach.
 //!
 //! Both sides use a ring set up the same way (ringleader's defaults): `SINGLE_ISSUER |
@@ -13,7 +13,10 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, opcode};
-use ringleader::{Builder, LocalRuntime, SetupFlags};
+use ringleader::{
+    Builder,
+    runtime::{LocalRuntime, SetupFlags},
+};
 
 /// SQ entries of both rings.
 pub const SQ_ENTRIES: u32 = 256;
@@ -45,7 +48,7 @@ pub fn ringleader_nops(rt: &LocalRuntime, tasks: usize, per_task: u64) -> Durati
             .map(|_| {
                 ringleader::spawn(async move {
                     for _ in 0..per_task {
-                        ringleader::nop().await.expect("ringleader NOP failed");
+                        ringleader::ops::nop().await.expect("ringleader NOP failed");
                     }
                 })
             })

@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use async_executor::LocalExecutor;
-use ringleader::LocalRuntime;
+use ringleader::runtime::LocalRuntime;
 
 /// The order in which tasks are spawned and joined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use std::ops::Deref;
 use ringleader::buf::{AlignedBuf, FixedPool, IoBuf, Lease};
 use ringleader::group::{Group, Member};
 use ringleader::net::{OwnedIo, TcpStream};
-use ringleader::{BufResult, Lane};
+use ringleader::{BufResult, ops::Lane};
 
 /// Alignment of heap blocks: a page, which satisfies every `O_DIRECT` memory alignment.
 pub const HEAP_ALIGN: usize = 4096;

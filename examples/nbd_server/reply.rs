@@ -42,8 +42,8 @@ use std::net::Shutdown;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use ringleader::Lane;
 use ringleader::net::{OwnedIo, TcpStream};
+use ringleader::ops::Lane;
 
 use crate::block::Block;
 use crate::conn::Permit;

@@ -18,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use io_uring::{opcode, types};
 use ringleader::group::{FdHold, IoFd};
 use ringleader::net::TcpStream;
-use ringleader::{Completable, Cqe, Op, Orphan};
+use ringleader::ops::{Completable, Cqe, Op, Orphan};
 
 /// Resources of a poll: the owner of its fd.
 #[derive(Debug)]

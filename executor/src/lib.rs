@@ -109,7 +109,7 @@ pub fn stats() -> Stats {
         s.tasks_active = task::active_tasks() as u64;
         s
     })
-    .expect("ringleader::stats outside a runtime")
+    .expect("ringleader::runtime::stats outside a runtime")
 }
 
 /// What the current core's ring was set up with, including refused flags and why.
@@ -118,7 +118,7 @@ pub fn stats() -> Stats {
 /// Outside a ringleader runtime.
 pub fn setup_info() -> SetupInfo {
     context::with_core(|c| c.driver.borrow().info().clone())
-        .expect("ringleader::setup_info outside a runtime")
+        .expect("ringleader::runtime::setup_info outside a runtime")
 }
 
 /// Run `f` with the current core's ring submitter, for registration calls (fixed buffers,
@@ -131,7 +131,7 @@ pub fn setup_info() -> SetupInfo {
 /// Outside a ringleader runtime.
 pub fn with_submitter<R>(f: impl FnOnce(io_uring::Submitter<'_>) -> R) -> R {
     let ring = context::with_core(|c| c.driver.borrow().ring())
-        .expect("ringleader::with_submitter outside a runtime");
+        .expect("ringleader::ops::with_submitter outside a runtime");
     f(ring.submitter())
 }
 
@@ -149,7 +149,7 @@ pub fn ring_id() -> Option<u64> {
 /// Outside a ringleader runtime.
 pub fn ring_fd() -> i32 {
     context::with_core(|c| c.driver.borrow().ring_fd())
-        .expect("ringleader::ring_fd outside a runtime")
+        .expect("ringleader::ops::ring_fd outside a runtime")
 }
 
 /// Push several SQEs all together or not at all, each becoming an op (used by kernel-linked

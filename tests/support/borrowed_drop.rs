@@ -19,7 +19,7 @@ use std::task::{Context, RawWaker, RawWakerVTable, Waker};
 
 use io_uring::{opcode, types};
 use ringleader::buf::{IoBuf, IoBufMut};
-use ringleader::{
+use ringleader::ops::{
     Completable, Cqe, GroupOp, MemberLen, MemberSpec, MultiCompletable, MultiOp, Op, Orphan,
 };
 
@@ -33,7 +33,7 @@ pub fn read_pipe<B: IoBufMut>(fd: &Rc<OwnedFd>, buf: B) -> Op<ringleader::fd::Re
 /// Where user code drops the victim while the driver is borrowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
-    /// Inside the closure of the public `ringleader::with_submitter`.
+    /// Inside the closure of the public `ringleader::ops::with_submitter`.
     WithSubmitter,
     /// Inside a waker's `clone`, called when the runtime stores the waker of a poll.
     WakerClone,
@@ -120,7 +120,7 @@ impl Bystander {
 pub fn drop_while_borrowed(trigger: Trigger, victim: Box<dyn Any>, bystander: &mut Bystander) {
     let sprung = SPRUNG.with(Cell::get);
     match trigger {
-        Trigger::WithSubmitter => ringleader::with_submitter(move |_| drop(victim)),
+        Trigger::WithSubmitter => ringleader::ops::with_submitter(move |_| drop(victim)),
         Trigger::WakerClone => {
             VICTIM.with(|v| *v.borrow_mut() = Some(victim));
             // The runtime stores a clone of this waker: the clone drops the victim.

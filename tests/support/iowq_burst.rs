@@ -8,8 +8,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use ringleader::LocalRuntime;
 use ringleader::pipe::{pipe, splice};
+use ringleader::runtime::LocalRuntime;
 
 /// Splices blocked at once: well above either cap tested.
 pub const BURST: usize = 200;

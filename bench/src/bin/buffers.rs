@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::IoUring;
 use ringleader::buf::{AlignedBuf, FixedPool};
-use ringleader::{Builder, LocalRuntime};
+use ringleader::{Builder, runtime::LocalRuntime};
 use ringleader_bench::measure::{Summary, repeat};
 use ringleader_bench::pin;
 use ringleader_bench::table::{Table, ratio, si};

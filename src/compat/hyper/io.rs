@@ -36,9 +36,9 @@ use std::task::{Context, Poll, ready};
 use ::hyper::rt::{Read, ReadBufCursor, Write};
 use futures::io::{AsyncBufRead, AsyncWrite};
 
-use crate::Op;
 use crate::net::OwnedIo;
 use crate::net::ops::Send;
+use crate::ops::Op;
 
 /// Bytes at most one send takes from one `poll_write`/`poll_write_vectored` call.
 const MAX_SEND: usize = 1024 * 1024;
