@@ -63,7 +63,7 @@ pub fn dio_align(fd: BorrowedFd<'_>) -> io::Result<Option<DioAlign>> {
 /// An owned, aligned, zero-initialised buffer (for `O_DIRECT`).
 ///
 /// ```
-/// use ringleader_buf::{AlignedBuf, IoBuf};
+/// use ringleader::buf::{AlignedBuf, IoBuf};
 /// let mut b = AlignedBuf::new(8192, 4096);
 /// assert_eq!(b.stable_ptr() as usize % 4096, 0);
 /// b.extend_from_slice(b"abc");

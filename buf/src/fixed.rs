@@ -44,8 +44,8 @@ const MAX_SLOT: usize = 1 << 30;
 /// Registered fixed-buffer memory of one core, handed out as [`Lease`]s.
 ///
 /// ```
-/// use ringleader_buf::FixedPool;
-/// ringleader_executor::block_on(async {
+/// use ringleader::buf::FixedPool;
+/// ringleader::block_on(async {
 ///     let pool = FixedPool::new(4096, 2).unwrap();
 ///     let a = pool.lease(4096).await.unwrap();
 ///     let _b = pool.try_lease(100).unwrap();

@@ -45,7 +45,7 @@
 //! dropping the lease (the slot then returns to its source when the last op is done).
 //!
 //! So a dropped op makes the lease busy until the kernel is done with it (ops that write into
-//! a borrowed lease also wait for that when dropped, see `ringleader_io::group`), and a
+//! a borrowed lease also wait for that when dropped, see `ringleader::group`), and a
 //! forgotten op leaves it busy forever: access fails, it is never racy.
 //!
 //! # Invariants
@@ -353,8 +353,8 @@ impl From<LeaseBusy> for io::Error {
 /// reader is; the `try_` forms return [`LeaseBusy`] instead.
 ///
 /// ```
-/// use ringleader_buf::{FixedPool, LeaseAccess};
-/// ringleader_executor::block_on(async {
+/// use ringleader::buf::{FixedPool, LeaseAccess};
+/// ringleader::block_on(async {
 ///     let pool = FixedPool::new(4096, 1).unwrap();
 ///     let mut lease = pool.lease(4096).await.unwrap();
 ///     lease.extend_from_slice(b"data");

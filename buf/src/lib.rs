@@ -16,8 +16,8 @@
 //! - [`PipeLease`]: a pipe pair holding data in kernel pages for splice and tee.
 //!
 //! ```
-//! use ringleader_buf::{FixedPool, IoBuf};
-//! ringleader_executor::block_on(async {
+//! use ringleader::buf::{FixedPool, IoBuf};
+//! ringleader::block_on(async {
 //!     let pool = FixedPool::builder().class(4096, 8).class(65536, 2).build().unwrap();
 //!     let mut lease = pool.lease(10_000).await.unwrap(); // from the 64 KiB class
 //!     lease.extend_from_slice(b"header");

@@ -25,7 +25,7 @@ pub unsafe trait IoBuf: 'static {
     /// slice touch only that range, and [`Slice::into_inner`] gives the buffer back.
     ///
     /// ```
-    /// use ringleader_buf::IoBuf;
+    /// use ringleader::buf::IoBuf;
     /// let s = b"hello world".to_vec().slice(6..);
     /// assert_eq!(&s[..], b"world");
     /// assert_eq!(s.into_inner().len(), 11);

@@ -19,7 +19,7 @@ struct Fds {
 /// A pipe pair sized to hold `capacity()` bytes in kernel pages.
 ///
 /// ```
-/// use ringleader_buf::PipeLease;
+/// use ringleader::buf::PipeLease;
 /// let p = PipeLease::new(1 << 20).unwrap();
 /// assert!(p.capacity() >= 1 << 20);
 /// assert_eq!(p.len().unwrap(), 0);

@@ -63,15 +63,15 @@ thread_local! {
 /// A provided-buffer ring registered with the current core's ring.
 ///
 /// ```
-/// use ringleader_buf::BufRing;
-/// ringleader_executor::block_on(async {
+/// use ringleader::buf::BufRing;
+/// ringleader::block_on(async {
 ///     let ring = BufRing::new(8, 4096).unwrap();
 ///     assert_eq!((ring.entries(), ring.leased()), (8, 0));
 /// });
 /// ```
 ///
 /// Create it inside the runtime; a buffer-select recv
-/// (`ringleader_io::lease_ops::recv`) then yields [`Lease`]s on the buffers the kernel
+/// (`ringleader::lease_ops::recv`) then yields [`Lease`]s on the buffers the kernel
 /// picked. `!Send`; clones are handles to the same ring.
 #[derive(Clone)]
 pub struct BufRing {
@@ -322,7 +322,7 @@ struct RingShared {
     /// cleared before they are unmapped.
     table: Option<TableRange>,
     ring: RingId,
-    /// `ringleader_executor::ring_id()` of the ring the group is registered with.
+    /// `ringleader::ops::ring_id()` of the ring the group is registered with.
     ring_id: u64,
     bgid: u16,
     entries: u16,

@@ -39,7 +39,7 @@ pub(crate) struct TableRange {
     table: Rc<RefCell<Table>>,
     start: u32,
     len: u32,
-    /// `ringleader_executor::ring_id()` of the ring the entries belong to.
+    /// `ringleader::ops::ring_id()` of the ring the entries belong to.
     ring_id: u64,
 }
 
@@ -82,7 +82,7 @@ impl TableRange {
     }
 
     /// The identity of the ring whose table holds the range (see
-    /// `ringleader_executor::ring_id`).
+    /// `ringleader::ops::ring_id`).
     pub(crate) fn ring_id(&self) -> u64 {
         self.ring_id
     }

@@ -98,8 +98,8 @@ impl Pool {
 /// from any other thread.
 ///
 /// ```
-/// let v = ringleader_executor::block_on(async {
-///     ringleader_executor::spawn_blocking(|| (1..=10u64).product::<u64>()).await.unwrap()
+/// let v = ringleader::block_on(async {
+///     ringleader::spawn_blocking(|| (1..=10u64).product::<u64>()).await.unwrap()
 /// });
 /// assert_eq!(v, 3_628_800);
 /// ```

@@ -48,9 +48,9 @@
 //! # Example
 //!
 //! ```
-//! use ringleader_executor::Lane;
+//! use ringleader::ops::Lane;
 //!
-//! ringleader_executor::block_on(async {
+//! ringleader::block_on(async {
 //!     let lane = Lane::new();
 //!     assert!(!lane.is_failed());
 //!     let again = lane.clone(); // handles share the lane
@@ -317,9 +317,9 @@ impl Lane {
     /// complete with `ECANCELED`.
     ///
     /// ```
-    /// use ringleader_executor::Lane;
+    /// use ringleader::ops::Lane;
     ///
-    /// ringleader_executor::block_on(async {
+    /// ringleader::block_on(async {
     ///     let lane = Lane::new();
     ///     let frame = lane.frame(); // takes its place now
     ///     // ... submit the frame's ops into `frame`, then:

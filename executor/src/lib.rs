@@ -9,7 +9,7 @@
 //! stores the result in the op's slot and wakes the task that awaits it.
 //!
 //! ```
-//! use ringleader_executor::{block_on, nop, spawn};
+//! use ringleader::{block_on, spawn, ops::nop};
 //!
 //! block_on(async {
 //!     let tasks: Vec<_> = (0..4).map(|i| spawn(async move {

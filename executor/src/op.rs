@@ -117,9 +117,9 @@ impl<T: Completable> Op<T> {
     /// usually `ECANCELED`, or the real result if the op finished first.
     ///
     /// ```
-    /// ringleader_executor::block_on(async {
-    ///     let (r, _w) = ringleader_io::pipe::pipe().await.unwrap();
-    ///     let read = ringleader_io::fd::read(&std::rc::Rc::new(r), vec![0u8; 8], u64::MAX);
+    /// ringleader::block_on(async {
+    ///     let (r, _w) = ringleader::pipe::pipe().await.unwrap();
+    ///     let read = ringleader::fd::read(&std::rc::Rc::new(r), vec![0u8; 8], u64::MAX);
     ///     let (res, buf) = read.cancel().await;
     ///     assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
     ///     assert_eq!(buf.len(), 8);

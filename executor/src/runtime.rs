@@ -21,7 +21,7 @@ use crate::task::{JoinHandle, spawn_on_shared};
 /// Configures and builds a runtime.
 ///
 /// ```
-/// use ringleader_executor::Builder;
+/// use ringleader::Builder;
 /// let rt = Builder::new().entries(64).build_local().unwrap();
 /// assert_eq!(rt.block_on(async { 1 + 1 }), 2);
 /// ```
@@ -103,7 +103,7 @@ impl Builder {
     /// so in [`SetupInfo::fallbacks`].
     ///
     /// ```
-    /// let rt = ringleader_executor::Builder::new().iowq_max_workers(4, 16).build_local().unwrap();
+    /// let rt = ringleader::Builder::new().iowq_max_workers(4, 16).build_local().unwrap();
     /// let caps = rt.setup_info().iowq_max_workers;
     /// assert!(caps.is_none() || caps.unwrap()[1] == 16);
     /// ```
@@ -125,11 +125,11 @@ impl Builder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let rt = ringleader_executor::Builder::new()
+    /// let rt = ringleader::Builder::new()
     ///     .spin_before_park(Duration::from_micros(50))
     ///     .build_local()
     ///     .unwrap();
-    /// rt.block_on(async { ringleader_executor::nop().await.unwrap() });
+    /// rt.block_on(async { ringleader::ops::nop().await.unwrap() });
     /// ```
     pub fn spin_before_park(mut self, spin: Duration) -> Self {
         self.spin = spin;
@@ -309,9 +309,9 @@ impl fmt::Debug for LocalRuntime {
 /// A thread-per-core runtime: one pinned thread, ring and executor per core.
 ///
 /// ```
-/// use ringleader_executor::Runtime;
+/// use ringleader::Runtime;
 /// let rt = Runtime::builder().cores(2).build().unwrap();
-/// let h = rt.spawn_on(1, || async { ringleader_executor::current_core() });
+/// let h = rt.spawn_on(1, || async { ringleader::current_core() });
 /// assert_eq!(rt.block_on(|| async move { h.await.unwrap() }), 1);
 /// ```
 pub struct Runtime {

@@ -63,12 +63,12 @@ impl<B: IoBuf> Completable for Write<B> {
 ///
 /// ```
 /// use std::rc::Rc;
-/// ringleader_executor::block_on(async {
-///     let (r, w) = ringleader_io::pipe::pipe().await.unwrap();
+/// ringleader::block_on(async {
+///     let (r, w) = ringleader::pipe::pipe().await.unwrap();
 ///     let (r, w) = (Rc::new(r), Rc::new(w));
-///     let (n, _) = ringleader_io::fd::write(&w, b"hi".to_vec(), u64::MAX).await;
+///     let (n, _) = ringleader::fd::write(&w, b"hi".to_vec(), u64::MAX).await;
 ///     assert_eq!(n.unwrap(), 2);
-///     let (n, buf) = ringleader_io::fd::read(&r, Vec::with_capacity(8), u64::MAX).await;
+///     let (n, buf) = ringleader::fd::read(&r, Vec::with_capacity(8), u64::MAX).await;
 ///     assert_eq!((n.unwrap(), &buf[..]), (2, &b"hi"[..]));
 /// });
 /// ```

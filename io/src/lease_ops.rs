@@ -74,18 +74,18 @@ impl Completable for WriteLease {
 ///
 /// ```
 /// use std::rc::Rc;
-/// use ringleader_buf::FixedPool;
-/// ringleader_executor::block_on(async {
+/// use ringleader::buf::FixedPool;
+/// ringleader::block_on(async {
 ///     let pool = FixedPool::new(4096, 1).unwrap();
-///     let (r, w) = ringleader_io::pipe::pipe().await.unwrap();
+///     let (r, w) = ringleader::pipe::pipe().await.unwrap();
 ///     let (r, w) = (Rc::new(r), Rc::new(w));
 ///     let mut lease = pool.lease(5).await.unwrap();
 ///     lease.extend_from_slice(b"hello");
-///     let (n, lease) = ringleader_io::lease_ops::write_fixed(&w, lease, u64::MAX).await;
+///     let (n, lease) = ringleader::lease_ops::write_fixed(&w, lease, u64::MAX).await;
 ///     assert_eq!(n.unwrap(), 5);
 ///     drop(lease);
 ///     let lease = pool.lease(4096).await.unwrap();
-///     let (n, lease) = ringleader_io::lease_ops::read_fixed(&r, lease, u64::MAX).await;
+///     let (n, lease) = ringleader::lease_ops::read_fixed(&r, lease, u64::MAX).await;
 ///     assert_eq!((n.unwrap(), &lease[..]), (5, &b"hello"[..]));
 /// });
 /// ```

@@ -14,10 +14,10 @@
 //!
 //! ```
 //! use std::rc::Rc;
-//! use ringleader_io::fd;
-//! use ringleader_io::pipe::{pipe, splice, tee};
+//! use ringleader::fd;
+//! use ringleader::pipe::{pipe, splice, tee};
 //!
-//! ringleader_executor::block_on(async {
+//! ringleader::block_on(async {
 //!     let pipe_rc = || async {
 //!         let (r, w) = pipe().await.unwrap();
 //!         (Rc::new(r), Rc::new(w))

@@ -2,9 +2,9 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! ringleader_executor::block_on(async {
-//!     ringleader_io::time::sleep(Duration::from_millis(1)).await;
-//!     let r = ringleader_io::time::timeout(Duration::from_millis(1), std::future::pending::<()>()).await;
+//! ringleader::block_on(async {
+//!     ringleader::time::sleep(Duration::from_millis(1)).await;
+//!     let r = ringleader::time::timeout(Duration::from_millis(1), std::future::pending::<()>()).await;
 //!     assert!(r.is_err());
 //! });
 //! ```
@@ -155,10 +155,10 @@ impl<O: fmt::Debug> std::error::Error for OpTimedOut<O> {}
 ///
 /// ```
 /// use std::{rc::Rc, time::Duration};
-/// ringleader_executor::block_on(async {
-///     let (r, _w) = ringleader_io::pipe::pipe().await.unwrap();
-///     let read = ringleader_io::fd::read(&Rc::new(r), vec![0u8; 64], u64::MAX);
-///     let err = ringleader_io::time::timeout_op(Duration::from_millis(2), read).await.unwrap_err();
+/// ringleader::block_on(async {
+///     let (r, _w) = ringleader::pipe::pipe().await.unwrap();
+///     let read = ringleader::fd::read(&Rc::new(r), vec![0u8; 64], u64::MAX);
+///     let err = ringleader::time::timeout_op(Duration::from_millis(2), read).await.unwrap_err();
 ///     let (res, buf) = err.output;
 ///     assert!(res.is_err());
 ///     assert_eq!(buf.len(), 64, "the buffer came back");

@@ -23,8 +23,8 @@ impl Completable for Nop {
 /// Submit a NOP and wait for its completion (Linux 5.1).
 ///
 /// ```
-/// ringleader_executor::block_on(async {
-///     ringleader_executor::nop().await.unwrap();
+/// ringleader::block_on(async {
+///     ringleader::ops::nop().await.unwrap();
 /// });
 /// ```
 pub fn nop() -> Op<Nop> {

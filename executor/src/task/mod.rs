@@ -49,8 +49,8 @@ fn schedule_for(owner: Arc<Shared>) -> impl Fn(Runnable) + Send + Sync + 'static
 /// Spawn a future on the current core. It may be `!Send`: it never leaves this core.
 ///
 /// ```
-/// let v = ringleader_executor::block_on(async {
-///     let h = ringleader_executor::spawn(async { 40 + 2 });
+/// let v = ringleader::block_on(async {
+///     let h = ringleader::spawn(async { 40 + 2 });
 ///     h.await.unwrap()
 /// });
 /// assert_eq!(v, 42);

@@ -69,10 +69,10 @@ impl Error for PathError {
 /// The errno of `err`, whether it is a bare OS error or a [`PathError`] wrapping one.
 ///
 /// ```
-/// ringleader_executor::block_on(async {
-///     let err = ringleader_io::fs::File::open("/no/such/file").await.unwrap_err();
+/// ringleader::block_on(async {
+///     let err = ringleader::fs::File::open("/no/such/file").await.unwrap_err();
 ///     assert_eq!(err.raw_os_error(), None); // the message names the path...
-///     assert_eq!(ringleader_io::fs::raw_os_error(&err), Some(libc::ENOENT)); // ...errno kept
+///     assert_eq!(ringleader::fs::raw_os_error(&err), Some(libc::ENOENT)); // ...errno kept
 /// });
 /// ```
 pub fn raw_os_error(err: &io::Error) -> Option<i32> {

@@ -36,8 +36,8 @@ use super::{OpenOptions, SharedFd};
 /// [`into_std`](Self::into_std) / [`from_std`](Self::from_std) to move it).
 ///
 /// ```
-/// use ringleader_io::fs::File;
-/// ringleader_executor::block_on(async {
+/// use ringleader::fs::File;
+/// ringleader::block_on(async {
 ///     let path = std::env::temp_dir().join(format!("rl-doc-file-{}", std::process::id()));
 ///     let file = File::options().read(true).write(true).create(true).open(&path).await?;
 ///     file.write_all_at(b"hello, ring".to_vec(), 0).await.0?;
@@ -47,7 +47,7 @@ use super::{OpenOptions, SharedFd};
 ///     assert_eq!(&buf[..], b"ring");
 ///     assert_eq!(file.metadata().await?.len(), 11);
 ///     file.close().await?;
-///     ringleader_io::fs::remove_file(&path).await
+///     ringleader::fs::remove_file(&path).await
 /// }).unwrap();
 /// ```
 pub struct File {

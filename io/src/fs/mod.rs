@@ -14,9 +14,9 @@
 //! - an open whose future is dropped closes the fd it may still produce; it never leaks.
 //!
 //! ```
-//! use ringleader_io::fs::{self, File, OpenOptions};
+//! use ringleader::fs::{self, File, OpenOptions};
 //!
-//! ringleader_executor::block_on(async {
+//! ringleader::block_on(async {
 //!     let dir = std::env::temp_dir().join(format!("rl-doc-fs-{}", std::process::id()));
 //!     fs::create_dir(&dir).await?;
 //!     let path = dir.join("data");
@@ -58,9 +58,9 @@
 //!
 //! ```
 //! use futures::io::{AsyncReadExt, AsyncWriteExt};
-//! use ringleader_io::fs::File;
+//! use ringleader::fs::File;
 //!
-//! ringleader_executor::block_on(async {
+//! ringleader::block_on(async {
 //!     let path = std::env::temp_dir().join(format!("rl-doc-compat-{}", std::process::id()));
 //!     let mut file = File::create(&path).await?;
 //!     file.write_all(b"through futures-io").await?;
@@ -68,7 +68,7 @@
 //!     let mut text = String::new();
 //!     File::open(&path).await?.read_to_string(&mut text).await?;
 //!     assert_eq!(text, "through futures-io");
-//!     ringleader_io::fs::remove_file(&path).await
+//!     ringleader::fs::remove_file(&path).await
 //! }).unwrap();
 //! ```
 //!

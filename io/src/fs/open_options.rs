@@ -22,13 +22,13 @@ use super::error::{c_path, path_errno};
 /// [`custom_flags`](Self::custom_flags).
 ///
 /// ```
-/// use ringleader_io::fs::OpenOptions;
-/// ringleader_executor::block_on(async {
+/// use ringleader::fs::OpenOptions;
+/// ringleader::block_on(async {
 ///     let path = std::env::temp_dir().join(format!("rl-doc-oo-{}", std::process::id()));
 ///     let f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).await?;
 ///     let (n, _) = f.write_at(b"abc".to_vec(), 0).await;
 ///     assert_eq!(n?, 3);
-///     ringleader_io::fs::remove_file(&path).await
+///     ringleader::fs::remove_file(&path).await
 /// }).unwrap();
 /// ```
 #[derive(Clone, Debug)]

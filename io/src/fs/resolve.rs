@@ -28,7 +28,7 @@ use super::{File, OpenOptions, SharedFd};
 /// combined with `|`.
 ///
 /// ```
-/// use ringleader_io::fs::Resolve;
+/// use ringleader::fs::Resolve;
 /// let r = Resolve::BENEATH | Resolve::NO_MAGICLINKS;
 /// assert!(r.contains(Resolve::BENEATH));
 /// assert_eq!(r.bits(), libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS);
@@ -80,8 +80,8 @@ impl OpenOptions {
     /// [`raw_os_error`](super::raw_os_error).
     ///
     /// ```
-    /// use ringleader_io::fs::{File, OpenOptions, Resolve};
-    /// ringleader_executor::block_on(async {
+    /// use ringleader::fs::{File, OpenOptions, Resolve};
+    /// ringleader::block_on(async {
     ///     let base = std::env::temp_dir().join(format!("rl-doc-at-{}", std::process::id()));
     ///     std::fs::create_dir_all(base.join("served"))?;
     ///     std::fs::write(base.join("served/ok.txt"), b"ok")?;
@@ -91,7 +91,7 @@ impl OpenOptions {
     ///     let opts = OpenOptions::new().read(true).clone();
     ///     assert!(opts.open_at(&dir, "ok.txt", beneath).await.is_ok());
     ///     let err = opts.open_at(&dir, "../secret.txt", beneath).await.unwrap_err();
-    ///     assert_eq!(ringleader_io::fs::raw_os_error(&err), Some(libc::EXDEV));
+    ///     assert_eq!(ringleader::fs::raw_os_error(&err), Some(libc::EXDEV));
     ///     std::fs::remove_dir_all(&base)
     /// }).unwrap();
     /// ```

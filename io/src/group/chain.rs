@@ -22,12 +22,12 @@ type Stage<'l> = Box<dyn FnOnce(&'l mut Lease) -> Group<'l> + 'l>;
 ///
 /// ```
 /// use std::{os::fd::AsRawFd, rc::Rc};
-/// use ringleader_buf::FixedPool;
-/// use ringleader_io::group::{Group, Leader, Member};
+/// use ringleader::buf::FixedPool;
+/// use ringleader::group::{Group, Leader, Member};
 ///
-/// ringleader_executor::block_on(async {
+/// ringleader::block_on(async {
 ///     let pool = FixedPool::new(64, 1).unwrap();
-///     let (r, w) = ringleader_io::pipe::pipe().await.unwrap();
+///     let (r, w) = ringleader::pipe::pipe().await.unwrap();
 ///     let (r, w) = (Rc::new(r), Rc::new(w));
 ///     let mut lease = pool.lease(64).await.unwrap();
 ///     lease.extend_from_slice(b"twice");

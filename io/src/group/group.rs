@@ -40,10 +40,10 @@ use super::vectored::{self, Fixup};
 ///
 /// ```
 /// use std::rc::Rc;
-/// use ringleader_buf::FixedPool;
-/// use ringleader_io::{fd, group::{Group, Leader, Member}, pipe::pipe};
+/// use ringleader::buf::FixedPool;
+/// use ringleader::{fd, group::{Group, Leader, Member}, pipe::pipe};
 ///
-/// ringleader_executor::block_on(async {
+/// ringleader::block_on(async {
 ///     let pool = FixedPool::new(4096, 1).unwrap();
 ///     let (src_r, src_w) = pipe().await.unwrap();
 ///     let (a_r, a_w) = pipe().await.unwrap();

@@ -28,11 +28,11 @@
 //!   run groups in sequence until one fails.
 //!
 //! ```
-//! use ringleader_buf::FixedPool;
-//! use ringleader_io::fs::File;
-//! use ringleader_io::group::{Group, Leader, Member};
+//! use ringleader::buf::FixedPool;
+//! use ringleader::fs::File;
+//! use ringleader::group::{Group, Leader, Member};
 //!
-//! ringleader_executor::block_on(async {
+//! ringleader::block_on(async {
 //!     let dir = std::env::temp_dir();
 //!     let id = std::process::id();
 //!     std::fs::write(dir.join(format!("rl-grp-src-{id}")), b"one block of data")?;

@@ -37,9 +37,9 @@ impl GroupOutput {
     /// not start.
     ///
     /// ```no_run
-    /// # use ringleader_io::group::{Group, Leader, Member};
-    /// # async fn f(lease: &mut ringleader_buf::Lease, src: &ringleader_io::fs::File,
-    /// #            dst: &ringleader_io::fs::File) -> std::io::Result<()> {
+    /// # use ringleader::group::{Group, Leader, Member};
+    /// # async fn f(lease: &mut ringleader::buf::Lease, src: &ringleader::fs::File,
+    /// #            dst: &ringleader::fs::File) -> std::io::Result<()> {
     /// Group::new(lease)
     ///     .leader(Leader::read_fixed(src, 0))
     ///     .member(Member::write_fixed(dst, 0))

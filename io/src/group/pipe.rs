@@ -35,10 +35,10 @@ use super::sqe;
 ///
 /// ```
 /// use std::rc::Rc;
-/// use ringleader_buf::PipeLease;
-/// use ringleader_io::{fd, group::PipeGroup, pipe::pipe};
+/// use ringleader::buf::PipeLease;
+/// use ringleader::{fd, group::PipeGroup, pipe::pipe};
 ///
-/// ringleader_executor::block_on(async {
+/// ringleader::block_on(async {
 ///     let mut lease = PipeLease::new(1 << 16).unwrap();
 ///     let (src_r, src_w) = pipe().await.unwrap();
 ///     let (tee_r, tee_w) = pipe().await.unwrap();

@@ -2,13 +2,13 @@
 //! correct, no group machinery involved.
 //!
 //! ```
-//! use ringleader_buf::FixedPool;
-//! use ringleader_io::group::{self, LeaseExt};
+//! use ringleader::buf::FixedPool;
+//! use ringleader::group::{self, LeaseExt};
 //! use std::{os::fd::OwnedFd, rc::Rc};
 //!
-//! ringleader_executor::block_on(async {
+//! ringleader::block_on(async {
 //!     let pool = FixedPool::new(4096, 1).unwrap();
-//!     let (r, w) = ringleader_io::pipe::pipe().await.unwrap();
+//!     let (r, w) = ringleader::pipe::pipe().await.unwrap();
 //!     let (r, w) = (Rc::new(r), Rc::new(w));
 //!     let mut lease = pool.lease(8).await.unwrap();
 //!     lease.extend_from_slice(b"abcdefgh");
@@ -184,11 +184,11 @@ pub const SENDV_MAX: usize = 1024;
 /// the final CQE, so a dropped future never lets one be reused under the kernel.
 ///
 /// ```
-/// use ringleader_buf::FixedPool;
-/// use ringleader_io::group::{self, LeaseExt};
-/// use ringleader_io::net::{OwnedIo, UnixStream};
+/// use ringleader::buf::FixedPool;
+/// use ringleader::group::{self, LeaseExt};
+/// use ringleader::net::{OwnedIo, UnixStream};
 ///
-/// ringleader_executor::block_on(async {
+/// ringleader::block_on(async {
 ///     let pool = FixedPool::new(64, 2).unwrap();
 ///     let (a, b) = UnixStream::pair().unwrap();
 ///     let mut x = pool.lease(64).await.unwrap();

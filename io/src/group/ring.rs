@@ -72,11 +72,11 @@ impl Pick {
 /// lease are refused: the buffer is the leader's output.
 ///
 /// ```
-/// use ringleader_buf::BufRing;
-/// use ringleader_io::group::{Member, RecvGroup};
-/// use ringleader_io::net::{OwnedIo, UnixStream};
+/// use ringleader::buf::BufRing;
+/// use ringleader::group::{Member, RecvGroup};
+/// use ringleader::net::{OwnedIo, UnixStream};
 ///
-/// ringleader_executor::block_on(async {
+/// ringleader::block_on(async {
 ///     let ring = BufRing::new_fixed(4, 4096).unwrap();
 ///     let (a, b) = UnixStream::pair().unwrap();
 ///     let (c, d) = UnixStream::pair().unwrap();

@@ -30,13 +30,13 @@
 //! 5.6, `SHUTDOWN` 5.11, multishot `ACCEPT` 5.19, `SEND_ZC` 6.0.
 //!
 //! ```
-//! use ringleader_io::net::{TcpListener, TcpStream};
+//! use ringleader::net::{TcpListener, TcpStream};
 //! use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 //!
-//! ringleader_executor::block_on(async {
+//! ringleader::block_on(async {
 //!     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
 //!     let addr = listener.local_addr().unwrap();
-//!     let server = ringleader_executor::spawn(async move {
+//!     let server = ringleader::spawn(async move {
 //!         let mut incoming = listener.incoming();
 //!         let mut stream = incoming.next().await.unwrap().unwrap();
 //!         let mut line = [0u8; 5];

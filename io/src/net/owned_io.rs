@@ -38,9 +38,9 @@ pub(crate) mod sealed {
 /// tokio's): import both and each form is called by its own name.
 ///
 /// ```
-/// use ringleader_io::net::{OwnedIo, UnixStream};
+/// use ringleader::net::{OwnedIo, UnixStream};
 ///
-/// ringleader_executor::block_on(async {
+/// ringleader::block_on(async {
 ///     let (a, b) = UnixStream::pair().unwrap();
 ///     let (res, _) = a.write_all_owned(b"owned".to_vec()).await;
 ///     res.unwrap();
@@ -87,10 +87,10 @@ pub trait OwnedIo: sealed::HasSocket {
     /// the lane, and later ops of the lane complete with `ECANCELED`.
     ///
     /// ```
-    /// use ringleader_executor::Lane;
-    /// use ringleader_io::net::{OwnedIo, UnixStream};
+    /// use ringleader::ops::Lane;
+    /// use ringleader::net::{OwnedIo, UnixStream};
     ///
-    /// ringleader_executor::block_on(async {
+    /// ringleader::block_on(async {
     ///     let (a, b) = UnixStream::pair().unwrap();
     ///     let lane = Lane::new();
     ///     let first = a.send_in(&lane, b"one ".to_vec());

@@ -55,10 +55,10 @@ impl TcpStream {
     ///
     /// ```
     /// use futures::StreamExt;
-    /// use ringleader_buf::BufRing;
-    /// use ringleader_io::net::{OwnedIo, UnixStream};
+    /// use ringleader::buf::BufRing;
+    /// use ringleader::net::{OwnedIo, UnixStream};
     ///
-    /// ringleader_executor::block_on(async {
+    /// ringleader::block_on(async {
     ///     let ring = BufRing::new(8, 4096).unwrap();
     ///     let (a, b) = UnixStream::pair().unwrap();
     ///     let mut incoming = b.recv_multi(&ring);

@@ -22,9 +22,9 @@ use super::tcp_stream::TcpStream;
 ///
 /// ```
 /// use futures::StreamExt;
-/// use ringleader_io::net::{TcpListener, TcpStream};
+/// use ringleader::net::{TcpListener, TcpStream};
 ///
-/// ringleader_executor::block_on(async {
+/// ringleader::block_on(async {
 ///     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
 ///     let addr = listener.local_addr().unwrap();
 ///     let mut incoming = listener.incoming();
@@ -50,7 +50,7 @@ impl TcpListener {
     /// bind the same address and the kernel spreads incoming connections among them.
     ///
     /// ```
-    /// use ringleader_io::net::TcpListener;
+    /// use ringleader::net::TcpListener;
     /// let a = TcpListener::bind_reuseport("127.0.0.1:0").unwrap();
     /// let b = TcpListener::bind_reuseport(a.local_addr().unwrap()).unwrap();
     /// assert_eq!(a.local_addr().unwrap(), b.local_addr().unwrap());

@@ -36,9 +36,9 @@ use super::socket::Socket;
 /// in flight is safe: the op is cancelled (or finishes), then the fd is closed.
 ///
 /// ```
-/// use ringleader_io::net::{OwnedIo, TcpListener, TcpStream};
+/// use ringleader::net::{OwnedIo, TcpListener, TcpStream};
 ///
-/// ringleader_executor::block_on(async {
+/// ringleader::block_on(async {
 ///     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
 ///     let addr = listener.local_addr().unwrap();
 ///     let client = TcpStream::connect(addr).await.unwrap();

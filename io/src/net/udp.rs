@@ -20,9 +20,9 @@ use super::socket::{Socket, each_addr};
 /// the op's data); a connected socket can use the plainer `send`/`recv`.
 ///
 /// ```
-/// use ringleader_io::net::UdpSocket;
+/// use ringleader::net::UdpSocket;
 ///
-/// ringleader_executor::block_on(async {
+/// ringleader::block_on(async {
 ///     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
 ///     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
 ///     let (res, _) = a.send_to(b"hello".to_vec(), b.local_addr().unwrap()).await;

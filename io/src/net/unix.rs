@@ -30,9 +30,9 @@ use super::socket::Socket;
 /// A listening Unix-domain stream socket.
 ///
 /// ```
-/// use ringleader_io::net::{OwnedIo, UnixListener, UnixStream};
+/// use ringleader::net::{OwnedIo, UnixListener, UnixStream};
 ///
-/// ringleader_executor::block_on(async {
+/// ringleader::block_on(async {
 ///     let path = std::env::temp_dir().join(format!("rl-doc-{}.sock", std::process::id()));
 ///     let _ = std::fs::remove_file(&path);
 ///     let listener = UnixListener::bind(&path).unwrap();
