@@ -84,3 +84,8 @@ pub use ringleader_macros::{main, test};
 mod macros;
 #[doc(hidden)]
 pub use macros::__private;
+
+/// The README's code blocks, compiled and run as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
