@@ -25,16 +25,26 @@ fn pool_over_memlock_limit_gives_the_clear_error() {
         child();
         return;
     }
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1");
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        use std::os::unix::process::CommandExt;
-        cmd.uid(65534).gid(65534); // nobody: std also drops the supplementary groups
-    } else if cap_ipc_lock() {
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root && cap_ipc_lock() {
         eprintln!("skipped: non-root with CAP_IPC_LOCK cannot be made subject to RLIMIT_MEMLOCK");
         return;
+    }
+    // As root the child runs as `nobody`, which may not reach this binary: a clone in a
+    // directory other users cannot traverse (`mktemp -d` makes mode 0700 ones) hides it. So
+    // the child runs a copy in a fresh world-readable directory of the temp dir, and starts
+    // there, not in a working directory it may not be allowed to enter.
+    let copy = root.then(ExeCopy::new);
+    let exe = copy
+        .as_ref()
+        .map_or_else(|| std::env::current_exe().unwrap(), |c| c.exe.clone());
+    let mut cmd = Command::new(&exe);
+    cmd.args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1");
+    if let Some(copy) = &copy {
+        use std::os::unix::process::CommandExt;
+        cmd.current_dir(&copy.dir).uid(65534).gid(65534); // nobody: std also drops the supplementary groups
     }
     let out = cmd.output().expect("re-running the test binary");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -47,6 +57,32 @@ fn pool_over_memlock_limit_gives_the_clear_error() {
             stdout.contains("MEMLOCK-ERROR-OK"),
             "child did not run the check:\n{stdout}"
         );
+    }
+}
+
+/// A copy of the test binary that any user can run, in a directory removed on drop.
+struct ExeCopy {
+    dir: std::path::PathBuf,
+    exe: std::path::PathBuf,
+}
+
+impl ExeCopy {
+    fn new() -> ExeCopy {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ringleader-memlock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = dir.join("buf_memlock_limit_error");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ExeCopy { dir, exe }
+    }
+}
+
+impl Drop for ExeCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
