@@ -20,16 +20,22 @@ fn parse() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        // Zero is refused, not rounded up: `--cores 0` used to run "on 1 cores".
         let mut num = |name: &str| -> Result<usize, String> {
-            it.next()
+            match it
+                .next()
                 .ok_or_else(|| format!("{name} needs a value"))?
                 .parse()
-                .map_err(|e| format!("{name}: {e}"))
+                .map_err(|e| format!("{name}: {e}"))?
+            {
+                0 => Err(format!("{name} must be at least 1")),
+                n => Ok(n),
+            }
         };
         match flag.as_str() {
-            "--cores" => a.cores = num("--cores")?.max(1),
-            "--tasks" => a.tasks = num("--tasks")?.max(1),
-            "--nops" => a.nops = num("--nops")?.max(1),
+            "--cores" => a.cores = num("--cores")?,
+            "--tasks" => a.tasks = num("--tasks")?,
+            "--nops" => a.nops = num("--nops")?,
             "-h" | "--help" => {
                 println!(
                     "tour: exercise the ringleader runtime and print what it did\n\n\

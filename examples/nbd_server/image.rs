@@ -84,7 +84,14 @@ pub fn open(
         .create(!readonly)
         .truncate(false)
         .open(&path)
-        .map_err(|e| ctx("opening", &path, e))?;
+        .map_err(|e| {
+            let hint = if exists && !readonly && e.kind() == io::ErrorKind::PermissionDenied {
+                " (the image is opened for writing; pass --readonly to serve it read-only)"
+            } else {
+                ""
+            };
+            format!("{}{hint}", ctx("opening", &path, e))
+        })?;
     let size = if exists {
         let actual = byte_size(&plain).map_err(|e| ctx("sizing", &path, e))?;
         if let Some(s) = size.filter(|&s| s != actual) {

@@ -116,7 +116,6 @@ impl Builder {
         self.pin = yes;
         self
     }
-    /// Task polls per tick before the ring is reaped again.
     /// Before a core parks (blocks in `io_uring_enter` for a completion), keep submitting
     /// and reaping for up to `spin` (default 0: park at once). Request/response traffic at
     /// low queue depth then finds its next completion without a sleep and a wake-up, at the
@@ -135,6 +134,15 @@ impl Builder {
         self.spin = spin;
         self
     }
+    /// At most `n` task polls per tick (default 256; 0 counts as 1) before the core submits
+    /// and reaps the ring again. However busy the tasks are, completions are reaped at least
+    /// once every `n` polls: lower it for latency when many tasks stay ready, raise it for
+    /// fewer `io_uring_enter` calls (`tests/executor_budget_reaps_under_busy_tasks.rs`).
+    ///
+    /// ```
+    /// let rt = ringleader::Builder::new().tick_budget(64).build_local().unwrap();
+    /// rt.block_on(async { ringleader::yield_now().await });
+    /// ```
     pub fn tick_budget(mut self, n: usize) -> Self {
         self.tick_budget = n;
         self

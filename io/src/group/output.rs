@@ -36,6 +36,15 @@ impl GroupOutput {
     /// member's. Sequencing groups with `?` gives G5's rule: a group after a failed one does
     /// not start.
     ///
+    /// A short member is not a failure: a write or send that moved fewer bytes than the
+    /// leader produced (a signal, a full socket buffer, the end of the space) is `Ok(n)` and
+    /// `check` passes it. To finish it, compare each `members[i]` with `leader` and write the
+    /// rest from the same lease with the plain forms, e.g. for a file member written at `pos`:
+    /// `group::write_fixed_at(&dst, lease.view(n..), pos + n as u64)` (and `group::send(&sock,
+    /// lease.view(n..))` for a socket; `LeaseExt::view` gives the remainder), repeating until
+    /// the count reaches the leader's. Linked groups and lane sends need no resuming: a short
+    /// op there fails the chain or the lane (G10, `Lane`).
+    ///
     /// ```no_run
     /// # use ringleader::group::{Group, Leader, Member};
     /// # async fn f(lease: &mut ringleader::buf::Lease, src: &ringleader::fs::File,
