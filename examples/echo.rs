@@ -198,29 +198,78 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
     Ok(Some(a))
 }
 
+/// What the connection's task wakes up for.
+enum Event {
+    /// The next received chunk (`None`: end of stream).
+    Chunk(Option<io::Result<Lease>>),
+    /// The previous echo completed short or failed (see [`Sent`]).
+    SendDone,
+}
+
+/// How the previous echo's send ended.
+enum Sent {
+    /// Whole.
+    Done,
+    /// Short: this is the rest (copied, so the ring buffer went back at once).
+    Rest(Vec<u8>),
+    /// Failed: the connection ends.
+    Failed,
+}
+
 /// Echo until the peer closes its write side (then close ours), the connection fails, or it
 /// goes idle (see [`or_idle`]).
+///
+/// The previous chunk's send is polled while the next receive waits, so its ring buffer goes
+/// back to the ring as soon as the echo is sent. Holding it until the next receive would let
+/// 512 quiet connections (the ring's size) hold every buffer, and the core would serve
+/// nothing more until their idle timeout.
 async fn echo(stream: TcpStream, ring: BufRing, conn: Conn, idle: Option<Duration>) {
     let _ = stream.set_nodelay(true);
     let mut timer = IdleTimer::new(idle);
     let mut incoming = stream.recv_multi(&ring);
-    // The send of the previous chunk: already submitted, its CQE collected before the next
-    // send (or the shutdown), so this task is not woken for it separately.
     let mut sending: Option<Op<Send<Lease>>> = None;
-    // `None`: idle; `Some(None)`: end of stream.
-    while let Some(Some(chunk)) = or_idle(incoming.next(), &mut timer, &conn).await {
-        // A reset or other failure ends this connection only.
-        let Ok(chunk) = chunk else { return };
-        timer.touch();
-        if let Some(send) = sending.take() {
-            match or_idle(sent(&stream, send), &mut timer, &conn).await {
-                Some(Ok(())) => timer.touch(),
-                _ => return,
+    let mut after: Option<Sent> = None;
+    loop {
+        let next = poll_fn(|cx| {
+            if let Some(op) = sending.as_mut() {
+                if let Poll::Ready((res, chunk)) = Pin::new(op).poll(cx) {
+                    sending = None;
+                    after = Some(match res {
+                        Ok(n) if n >= chunk.len() => Sent::Done,
+                        Ok(n) => Sent::Rest(chunk[n..].to_vec()),
+                        Err(_) => Sent::Failed,
+                    });
+                    // `chunk` drops here: its buffer is back in the ring.
+                }
+            }
+            if matches!(after, Some(Sent::Rest(_) | Sent::Failed)) {
+                return Poll::Ready(Event::SendDone);
+            }
+            incoming.poll_next_unpin(cx).map(Event::Chunk)
+        });
+        let event = or_idle(next, &mut timer, &conn).await;
+        if !finish_send(&stream, &mut sending, &mut after, &mut timer, &conn).await {
+            return;
+        }
+        match event {
+            // Idle (or end of stream): the last echo goes out (unless it is stuck too),
+            // then FIN.
+            None | Some(Event::Chunk(None)) => break,
+            Some(Event::SendDone) => {}
+            // A reset or other failure ends this connection only.
+            Some(Event::Chunk(Some(Err(_)))) => return,
+            Some(Event::Chunk(Some(Ok(chunk)))) => {
+                timer.touch();
+                if let Some(send) = sending.take() {
+                    match or_idle(sent(&stream, send), &mut timer, &conn).await {
+                        Some(Ok(())) => timer.touch(),
+                        _ => return,
+                    }
+                }
+                sending = Some(stream.write_owned(chunk));
             }
         }
-        sending = Some(stream.write_owned(chunk));
     }
-    // End of stream or idle: the last echo goes out (unless it is stuck too), then FIN.
     if let Some(send) = sending.take() {
         if !matches!(
             or_idle(sent(&stream, send), &mut timer, &conn).await,
@@ -230,6 +279,35 @@ async fn echo(stream: TcpStream, ring: BufRing, conn: Conn, idle: Option<Duratio
         }
     }
     let _ = stream.shutdown(Shutdown::Write).await;
+}
+
+/// Act on how the previous send ended, if it did: `false` ends the connection.
+async fn finish_send(
+    stream: &TcpStream,
+    sending: &mut Option<Op<Send<Lease>>>,
+    after: &mut Option<Sent>,
+    timer: &mut IdleTimer,
+    conn: &Conn,
+) -> bool {
+    debug_assert!(after.is_none() || sending.is_none());
+    match after.take() {
+        None => true,
+        Some(Sent::Done) => {
+            timer.touch();
+            true
+        }
+        Some(Sent::Failed) => false,
+        Some(Sent::Rest(rest)) => {
+            let ok = matches!(
+                or_idle(send_rest(stream, &rest), timer, conn).await,
+                Some(Ok(()))
+            );
+            if ok {
+                timer.touch();
+            }
+            ok
+        }
+    }
 }
 
 /// `fut`'s output, or `None` once the connection has made no progress for its idle limit.
