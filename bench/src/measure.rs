@@ -60,6 +60,19 @@ pub fn repeat(runs: usize, mut run: impl FnMut() -> Duration) -> Summary {
     Summary::new((0..runs.max(1)).map(|_| run()).collect())
 }
 
+/// `(median, min, max)` of values that are not times (rates, ratios); the median of an even
+/// count is the mean of the two middle values. All NaN for an empty slice.
+pub fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => (f64::NAN, f64::NAN, f64::NAN),
+        _ if n % 2 == 1 => (v[n / 2], v[0], v[n - 1]),
+        _ => ((v[n / 2 - 1] + v[n / 2]) / 2.0, v[0], v[n - 1]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +99,12 @@ mod tests {
     fn rate_reports_slowest_run_as_lowest_rate() {
         let s = Summary::new(ms(&[1000, 500, 2000]));
         assert_eq!(s.rate(1000), (1000.0, 500.0, 2000.0));
+    }
+
+    #[test]
+    fn spread_of_values() {
+        assert_eq!(spread(&[3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(spread(&[4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+        assert!(spread(&[]).0.is_nan());
     }
 }

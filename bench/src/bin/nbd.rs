@@ -1,168 +1,77 @@
 //! `nbd`: ringleader's `examples/nbd_server` against `qemu-nbd --aio=io_uring`,
-//! `qemu-nbd --aio=threads` and `nbdkit file`, driven by `qemu-img bench`, in one run.
+//! `qemu-nbd --aio=threads` and `nbdkit file`, driven by fio's nbd engine (or by
+//! `qemu-img bench`), in one run.
 //!
 //! All servers export the same raw image, read once beforehand so it sits in the page cache.
-//! For every workload and run, each server is started fresh, one `qemu-img bench` runs
-//! against it, and the server is killed by PID; servers are interleaved within a run so a
-//! noisy host's drift spreads over all of them. By default nothing is pinned (as when the
-//! issue's peer numbers were taken; ringleader pins its own core threads); `--pin` puts every
-//! server on one CPU and the client on another. ringleader runs twice: as it ships (inline
-//! `pwrite` for small writes where the file system has no non-blocking buffered write, see
-//! `examples/nbd_server/export.rs`) and with `--ring-writes` (every write through io_uring);
-//! `ringleader-batch-reads` runs it with `--read-path batch` (READ replies through the
-//! connection's batching writer instead of a group per READ). A cell is the median IOPS of the runs with `[min .. max]`; ratios are ratios of
-//! medians; "µs CPU/IO" is the server process's utime+stime (all threads, `/proc/PID/stat`)
-//! over the run divided by the I/O count, median of the runs.
-//!
-//! `qemu-img bench` issues its requests at a fixed stride (`-S`); the "scattered" 4 KiB rows
-//! use a stride of 7919 blocks (odd, so every 4 KiB block of the 1 GiB image is visited
-//! before any repeats, in a non-sequential order), the sequential row the default stride.
+//! For every run, workload and server: a fresh server, one client run against it, the
+//! server killed by PID; servers are interleaved within a run (from a rotating start) so a
+//! noisy host's drift spreads over all of them. With fio (the default) the server is pinned
+//! to one CPU (ringleader with `--cores 1`) and fio to another. Reported per workload and
+//! server: IOPS, IOPS per server CPU-second and µs of server CPU per I/O, the server's CPU
+//! time being its `utime + stime` (all threads) over exactly the client's measured window;
+//! then ringleader's ratio to the best peer. See `src/nbd/` and `bench/README.md`.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpStream};
+#[path = "../nbd/mod.rs"]
+mod nbd;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
-use ringleader_bench::pin::allowed_cpus;
-use ringleader_bench::table::{Table, ratio};
+use nbd::report::{self, Cell};
+use nbd::run::{self, Plan};
+use nbd::server::{self, Launch, Server};
+use nbd::workload::{Client, Workload};
+use nbd::{fio, image};
+use ringleader_bench::pin;
 
 const USAGE: &str = "\
-usage: nbd [--runs R] [--quick] [--image PATH] [--servers NAME,..] [--workloads NAME,..]
-           [--pin] [--server-cpu N] [--client-cpu N] [--quiet-wait S]
+usage: nbd [--client fio|qemu-img] [--runs R] [--quick] [--runtime S] [--ramp S]
+           [--image PATH] [--servers NAME,..] [--workloads NAME,..] [--pin | --no-pin]
+           [--server-cpu N] [--client-cpu N] [--quiet-wait S]
            [--ringleader-bin PATH] [--ringleader-args \"ARGS\"]
 
-qemu-img bench against NBD servers on the same 1 GiB image in the page cache: ringleader's
-examples/nbd_server, qemu-nbd --aio=io_uring, qemu-nbd --aio=threads, nbdkit file.
-Prints IOPS (median [min .. max]) per server and workload, ringleader's ratio to each peer,
-and each server's CPU time per I/O.
+NBD servers on the same 1 GiB image in the page cache: ringleader's examples/nbd_server,
+qemu-nbd --aio=io_uring, qemu-nbd --aio=threads and nbdkit file, driven by fio's nbd engine
+(default) or qemu-img bench. Prints, per workload and server: IOPS (median [min .. max] of
+the runs), IOPS per server CPU-second, µs of server CPU per I/O, server and client CPU %;
+then ringleader's ratio to the best peer on IOPS and on IOPS per CPU-second.
 
+  --client C            fio (default): `fio --ioengine=nbd`, time-based, one connection;
+                        qemu-img: `qemu-img bench`, a fixed count of requests
   --runs R              measured runs per cell, each with a fresh server (default 3)
-  --quick               1 run with a tenth of the I/O counts (smoke test)
+  --quick               1 run; fio: 1 s ramp + 3 s measured; qemu-img: a tenth of the I/O
+  --runtime S / --ramp S  fio: seconds measured / of ramp before them (default 10 / 2)
   --image PATH          the image (default: target/nbd-bench.img, 1 GiB of pseudo-random
                         data, created if missing)
   --servers NAME,..     subset of: ringleader,ringleader-ring-writes,ringleader-batch-reads,
-                        qemu-nbd-io_uring,qemu-nbd-threads,nbdkit
+                        qemu-nbd-io_uring,qemu-nbd-threads,nbdkit (default: ringleader and
+                        the three peers with fio, all six with qemu-img)
   --workloads NAME,..   subset of: rand-read-qd1,rand-write-qd1,rand-read-qd32,
-                        rand-write-qd32,seq-read-64k
-  --pin                 pin every server to one CPU and qemu-img bench to another (ringleader
-                        then runs with --cores 1)
-  --server-cpu N        with --pin: the servers' CPU (default: the first allowed CPU)
-  --client-cpu N        with --pin: qemu-img bench's CPU (default: the second allowed CPU)
-  --quiet-wait S        before each cell, wait up to S seconds for the CPUs to be idle
-                        (default 10; 0: do not wait)
-  --ringleader-bin PATH ringleader's server (default: ../target/release/examples/nbd_server,
-                        built with `cargo build --release --example nbd_server` first)
+                        rand-write-qd32 (4 KiB each), seq-read-64k (QD 32),
+                        seq-read-256k,seq-write-256k (QD 8) (default with fio:
+                        rand-read-qd32,rand-write-qd32,seq-read-256k,seq-write-256k; with
+                        qemu-img: the first five)
+  --pin / --no-pin      the server on one CPU (ringleader then runs with --cores 1), the
+                        client and the bench on another (default: pinned with fio, not
+                        pinned with qemu-img)
+  --server-cpu N        pinned: the server's CPU (default: the first allowed CPU)
+  --client-cpu N        pinned: the client's CPU (default: the second allowed CPU)
+  --quiet-wait S        before each run, wait up to S seconds for the CPUs to be idle, and
+                        redo (up to 3 times) a run during which other processes took more
+                        than 10 % of them (default 10; 0: neither wait nor redo)
+  --ringleader-bin PATH ringleader's server (default: ../target/release/examples/nbd_server;
+                        build it with `cargo build --release --all-features --example
+                        nbd_server` in the repository root)
   --ringleader-args A   extra arguments for ringleader's server (e.g. \"--direct\")
   -h, --help            this text";
 
-const IMAGE_SIZE: u64 = 1 << 30;
-/// Stride of the scattered 4 KiB rows, in bytes: 7919 (prime) blocks of 4 KiB.
-const SCATTER: u64 = 7919 * 4096;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Server {
-    Ringleader,
-    RingleaderRingWrites,
-    RingleaderBatchReads,
-    QemuNbdUring,
-    QemuNbdThreads,
-    Nbdkit,
-}
-
-impl Server {
-    const ALL: [Server; 6] = [
-        Server::Ringleader,
-        Server::RingleaderRingWrites,
-        Server::RingleaderBatchReads,
-        Server::QemuNbdUring,
-        Server::QemuNbdThreads,
-        Server::Nbdkit,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Server::Ringleader => "ringleader",
-            Server::RingleaderRingWrites => "ringleader-ring-writes",
-            Server::RingleaderBatchReads => "ringleader-batch-reads",
-            Server::QemuNbdUring => "qemu-nbd-io_uring",
-            Server::QemuNbdThreads => "qemu-nbd-threads",
-            Server::Nbdkit => "nbdkit",
-        }
-    }
-
-    fn is_ringleader(self) -> bool {
-        matches!(
-            self,
-            Server::Ringleader | Server::RingleaderRingWrites | Server::RingleaderBatchReads
-        )
-    }
-
-    fn tool(self) -> &'static str {
-        match self {
-            Server::Ringleader | Server::RingleaderRingWrites | Server::RingleaderBatchReads => "",
-            Server::QemuNbdUring | Server::QemuNbdThreads => "qemu-nbd",
-            Server::Nbdkit => "nbdkit",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Workload {
-    name: &'static str,
-    write: bool,
-    depth: u32,
-    size: u64,
-    step: u64,
-    count: u64,
-}
-
-const WORKLOADS: [Workload; 5] = [
-    Workload {
-        name: "rand-read-qd1",
-        write: false,
-        depth: 1,
-        size: 4096,
-        step: SCATTER,
-        count: 40_000,
-    },
-    Workload {
-        name: "rand-write-qd1",
-        write: true,
-        depth: 1,
-        size: 4096,
-        step: SCATTER,
-        count: 40_000,
-    },
-    Workload {
-        name: "rand-read-qd32",
-        write: false,
-        depth: 32,
-        size: 4096,
-        step: SCATTER,
-        count: 200_000,
-    },
-    Workload {
-        name: "rand-write-qd32",
-        write: true,
-        depth: 32,
-        size: 4096,
-        step: SCATTER,
-        count: 200_000,
-    },
-    Workload {
-        name: "seq-read-64k",
-        write: false,
-        depth: 32,
-        size: 65536,
-        step: 65536,
-        count: 50_000,
-    },
-];
-
+#[derive(Debug)]
 struct Args {
+    client: Client,
     runs: usize,
-    count_div: u64,
+    quick: bool,
+    timing: fio::Timing,
     image: Option<PathBuf>,
     servers: Vec<Server>,
     workloads: Vec<Workload>,
@@ -174,51 +83,73 @@ struct Args {
     ringleader_args: Vec<String>,
 }
 
+fn value(flag: &str, v: Option<String>) -> Result<String, String> {
+    v.ok_or_else(|| format!("{flag} needs a value"))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
+    let v = value(flag, v)?;
+    v.parse().map_err(|_| format!("{flag}: cannot parse {v:?}"))
+}
+
+fn seconds(flag: &str, v: Option<String>) -> Result<Duration, String> {
+    let s: f64 = number(flag, v)?;
+    Duration::try_from_secs_f64(s).map_err(|e| format!("{flag}: {e}"))
+}
+
+fn list<T>(flag: &str, v: &str, item: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
+    v.split(',')
+        .map(|n| item(n.trim()).ok_or_else(|| format!("{flag}: unknown name {n:?}")))
+        .collect()
+}
+
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let (mut client, mut runs, mut quick, mut pin) = (Client::Fio, None, false, None);
+    let (mut runtime, mut ramp, mut servers, mut workloads) = (None, None, None, None);
     let mut a = Args {
+        client,
         runs: 3,
-        count_div: 1,
+        quick: false,
+        timing: fio::Timing {
+            ramp: Duration::from_secs(2),
+            runtime: Duration::from_secs(10),
+        },
         image: None,
-        servers: Server::ALL.to_vec(),
-        workloads: WORKLOADS.to_vec(),
-        pin: false,
+        servers: Vec::new(),
+        workloads: Vec::new(),
+        pin: true,
         server_cpu: None,
         client_cpu: None,
         quiet_wait: Duration::from_secs(10),
         ringleader_bin: None,
         ringleader_args: Vec::new(),
     };
-    let value = |flag: &str, v: Option<String>| v.ok_or_else(|| format!("{flag} needs a value"));
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
-            "--quick" => {
-                a.runs = 1;
-                a.count_div = 10;
+            "--client" => {
+                let v = value("--client", it.next())?;
+                client = Client::from_name(&v)
+                    .ok_or_else(|| format!("--client: fio or qemu-img, not {v:?}"))?;
             }
-            "--runs" => {
-                let v = value("--runs", it.next())?;
-                a.runs = v
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or("--runs: a number > 0")?;
-            }
+            "--quick" => quick = true,
+            "--runs" => runs = Some(number("--runs", it.next())?),
+            "--runtime" => runtime = Some(seconds("--runtime", it.next())?),
+            "--ramp" => ramp = Some(seconds("--ramp", it.next())?),
             "--image" => a.image = Some(value("--image", it.next())?.into()),
             "--servers" => {
                 let v = value("--servers", it.next())?;
-                a.servers = pick(&v, &Server::ALL, |s| s.name())?;
+                servers = Some(list("--servers", &v, Server::from_name)?);
             }
             "--workloads" => {
                 let v = value("--workloads", it.next())?;
-                a.workloads = pick(&v, &WORKLOADS, |w| w.name)?;
+                workloads = Some(list("--workloads", &v, Workload::from_name)?);
             }
-            "--pin" => a.pin = true,
+            "--pin" => pin = Some(true),
+            "--no-pin" => pin = Some(false),
             "--server-cpu" => a.server_cpu = Some(number("--server-cpu", it.next())?),
             "--client-cpu" => a.client_cpu = Some(number("--client-cpu", it.next())?),
-            "--quiet-wait" => {
-                a.quiet_wait = Duration::from_secs(number("--quiet-wait", it.next())?);
-            }
+            "--quiet-wait" => a.quiet_wait = seconds("--quiet-wait", it.next())?,
             "--ringleader-bin" => {
                 a.ringleader_bin = Some(value("--ringleader-bin", it.next())?.into());
             }
@@ -229,431 +160,28 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    a.client = client;
+    a.quick = quick;
+    if quick {
+        a.runs = 1;
+        a.timing = fio::Timing {
+            ramp: Duration::from_secs(1),
+            runtime: Duration::from_secs(3),
+        };
+    }
+    a.runs = runs.unwrap_or(a.runs);
+    a.timing.runtime = runtime.unwrap_or(a.timing.runtime);
+    a.timing.ramp = ramp.unwrap_or(a.timing.ramp);
+    a.servers = servers.unwrap_or_else(|| match client {
+        Client::Fio => Server::DEFAULT.to_vec(),
+        Client::QemuImg => Server::ALL.to_vec(),
+    });
+    a.workloads = workloads.unwrap_or_else(|| client.default_workloads());
+    a.pin = pin.unwrap_or(client == Client::Fio);
+    if a.runs == 0 || a.timing.runtime < Duration::from_secs(1) {
+        return Err("--runs must be above 0 and --runtime at least 1 s".to_owned());
+    }
     Ok(Some(a))
-}
-
-fn number<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
-    let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
-    v.parse().map_err(|_| format!("{flag}: cannot parse {v:?}"))
-}
-
-fn pick<T: Copy>(list: &str, all: &[T], name: impl Fn(&T) -> &str) -> Result<Vec<T>, String> {
-    list.split(',')
-        .map(|n| {
-            all.iter()
-                .find(|x| name(x) == n.trim())
-                .copied()
-                .ok_or_else(|| format!("unknown name {n:?}"))
-        })
-        .collect()
-}
-
-fn have(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
-/// A server process, killed by PID on drop.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Restrict a child to `cpu`, if any, before it runs (threads it starts inherit the mask).
-fn pinned(cmd: &mut Command, cpu: Option<usize>) -> &mut Command {
-    if let Some(cpu) = cpu {
-        ringleader_bench::pin::pin_child(cmd, cpu).expect("CPUs come from allowed_cpus");
-    }
-    cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn start(
-    server: Server,
-    args: &Args,
-    bin: &Path,
-    image: &Path,
-    cpu: Option<usize>,
-) -> Result<Running, String> {
-    let img = image.to_str().ok_or("image path is not UTF-8")?;
-    if server.is_ringleader() {
-        let mut cmd = Command::new(bin);
-        cmd.args(["--listen", "127.0.0.1:0", "--image", img])
-            .args(&args.ringleader_args)
-            .stdout(Stdio::piped());
-        if cpu.is_some() {
-            cmd.args(["--cores", "1"]);
-        }
-        if server == Server::RingleaderRingWrites {
-            cmd.arg("--ring-writes");
-        }
-        if server == Server::RingleaderBatchReads {
-            cmd.args(["--read-path", "batch"]);
-        }
-        let mut child = pinned(&mut cmd, cpu)
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("piped");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| format!("nbd_server said {line:?}"))?;
-        return Ok(Running { child, addr });
-    }
-    let port = free_port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let p = port.to_string();
-    let mut cmd = match server {
-        Server::QemuNbdUring | Server::QemuNbdThreads => {
-            let aio = if server == Server::QemuNbdUring {
-                "--aio=io_uring"
-            } else {
-                "--aio=threads"
-            };
-            let mut c = Command::new("qemu-nbd");
-            c.args([
-                "-f",
-                "raw",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                &p,
-                "-t",
-                "-e",
-                "8",
-                "--cache=writeback",
-            ])
-            .arg(aio)
-            .arg(img);
-            c
-        }
-        _ => {
-            let mut c = Command::new("nbdkit");
-            c.args(["-f", "-i", "127.0.0.1", "-p", &p, "file", img]);
-            c
-        }
-    };
-    let child = pinned(cmd.stdout(Stdio::null()).stderr(Stdio::null()), cpu)
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", server.tool()))?;
-    let running = Running { child, addr };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("{} did not listen on {addr}", server.name()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(running)
-}
-
-/// utime + stime of process `pid` (all threads), in ticks.
-fn proc_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let n = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-    n(11) + n(12)
-}
-
-fn ticks_per_sec() -> f64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
-}
-
-/// Busy share (percent) of all CPUs over 200 ms, from `/proc/stat`.
-fn busy_percent() -> f64 {
-    let sample = || -> (u64, u64) {
-        let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let line = s.lines().next().unwrap_or("");
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .take(8)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        if v.len() < 8 {
-            return (0, 1);
-        }
-        (v[0] + v[1] + v[2] + v[5] + v[6] + v[7], v.iter().sum())
-    };
-    let (b0, t0) = sample();
-    std::thread::sleep(Duration::from_millis(200));
-    let (b1, t1) = sample();
-    100.0 * (b1 - b0) as f64 / (t1 - t0).max(1) as f64
-}
-
-fn wait_quiet(limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if busy_percent() <= 10.0 {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-    }
-}
-
-/// One measured run: (IOPS, server µs CPU per I/O).
-fn measure(
-    w: &Workload,
-    count: u64,
-    running: &Running,
-    cpu: Option<usize>,
-) -> Result<(f64, f64), String> {
-    let uri = format!("nbd://{}", running.addr);
-    let mut cmd = Command::new("qemu-img");
-    cmd.args([
-        "bench",
-        "-f",
-        "raw",
-        "-c",
-        &count.to_string(),
-        "-d",
-        &w.depth.to_string(),
-    ])
-    .args(["-s", &w.size.to_string(), "-S", &w.step.to_string()]);
-    if w.write {
-        cmd.arg("-w");
-    }
-    cmd.arg(&uri).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let before = proc_ticks(running.child.id());
-    let t = Instant::now();
-    let mut child = pinned(&mut cmd, cpu)
-        .spawn()
-        .map_err(|e| format!("qemu-img: {e}"))?;
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .expect("piped")
-        .read_to_string(&mut out)
-        .map_err(|e| e.to_string())?;
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .expect("piped")
-        .read_to_string(&mut err)
-        .map_err(|e| e.to_string())?;
-    let status = child.wait().map_err(|e| e.to_string())?;
-    let wall = t.elapsed().as_secs_f64();
-    let after = proc_ticks(running.child.id());
-    if !status.success() {
-        return Err(format!("qemu-img bench failed: {out}{err}"));
-    }
-    // qemu-img's own timing of the I/O phase, without its start-up.
-    let secs = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Run completed in "))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(wall);
-    let cpu_us = (after - before) as f64 / ticks_per_sec() * 1e6 / count as f64;
-    Ok((count as f64 / secs, cpu_us))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn make_image(path: &Path) -> Result<(), String> {
-    if std::fs::metadata(path).is_ok_and(|m| m.len() == IMAGE_SIZE) {
-        return Ok(());
-    }
-    eprintln!("nbd: writing a 1 GiB image at {}", path.display());
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut chunk = vec![0u8; 1 << 20];
-    let mut f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    for _ in 0..(IMAGE_SIZE >> 20) {
-        for c in chunk.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            c.copy_from_slice(&x.to_le_bytes());
-        }
-        std::io::Write::write_all(&mut f, &chunk).map_err(|e| e.to_string())?;
-    }
-    f.sync_all().map_err(|e| e.to_string())
-}
-
-/// Read the whole image so it sits in the page cache.
-fn warm(path: &Path) -> Result<(), String> {
-    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 1 << 20];
-    while f.read(&mut buf).map_err(|e| e.to_string())? > 0 {}
-    Ok(())
-}
-
-fn build_ringleader() -> Result<PathBuf, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("bench/ has a parent");
-    let cargo = option_env!("CARGO").unwrap_or("cargo");
-    eprintln!("nbd: building ringleader's examples/nbd_server (release) in {root:?}");
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--example", "nbd_server"])
-        .current_dir(root)
-        .status()
-        .map_err(|e| format!("running {cargo} build: {e}"))?;
-    if !status.success() {
-        return Err(format!("building examples/nbd_server failed: {status}"));
-    }
-    Ok(root.join("target/release/examples/nbd_server"))
-}
-
-fn run(args: &Args) -> Result<(), String> {
-    if !have("qemu-img") {
-        return Err("qemu-img is not installed (apt-get install qemu-utils)".into());
-    }
-    let servers: Vec<Server> = args
-        .servers
-        .iter()
-        .copied()
-        .filter(|s| {
-            let ok = s.tool().is_empty() || have(s.tool());
-            if !ok {
-                eprintln!(
-                    "nbd: skipping {}: `{}` is not installed",
-                    s.name(),
-                    s.tool()
-                );
-            }
-            ok
-        })
-        .collect();
-    let bin = match &args.ringleader_bin {
-        Some(b) => b.clone(),
-        None => build_ringleader()?,
-    };
-    let image = args
-        .image
-        .clone()
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nbd-bench.img"));
-    make_image(&image)?;
-    warm(&image)?;
-    let cpus = allowed_cpus().map_err(|e| e.to_string())?;
-    let (server_cpu, client_cpu) = if args.pin {
-        let s = args.server_cpu.unwrap_or(cpus[0]);
-        let c = args.client_cpu.unwrap_or(*cpus.get(1).unwrap_or(&cpus[0]));
-        (Some(s), Some(c))
-    } else {
-        (None, None)
-    };
-    let placement = match (server_cpu, client_cpu) {
-        (Some(s), Some(c)) => format!("servers on CPU {s}, qemu-img bench on CPU {c}"),
-        _ => format!("nothing pinned, {} CPUs", cpus.len()),
-    };
-    println!(
-        "nbd: image {} (1 GiB, page cache), {placement}, {} run(s) per cell",
-        image.display(),
-        args.runs
-    );
-    // results[workload][server] = (iops runs, cpu runs)
-    let mut results = vec![vec![(Vec::new(), Vec::new()); servers.len()]; args.workloads.len()];
-    for run in 0..args.runs {
-        for (wi, w) in args.workloads.iter().enumerate() {
-            for (si, &s) in servers.iter().enumerate() {
-                if !args.quiet_wait.is_zero() && !wait_quiet(args.quiet_wait) {
-                    eprintln!("nbd: the CPUs are busy; measuring anyway");
-                }
-                let count = (w.count / args.count_div).max(1000);
-                let running = start(s, args, &bin, &image, server_cpu)?;
-                let (iops, cpu) = measure(w, count, &running, client_cpu)?;
-                drop(running);
-                eprintln!(
-                    "nbd: run {} {} {}: {iops:.0} IOPS, {cpu:.2} µs CPU/IO",
-                    run + 1,
-                    w.name,
-                    s.name()
-                );
-                results[wi][si].0.push(iops);
-                results[wi][si].1.push(cpu);
-            }
-        }
-    }
-    print_tables(args, &servers, &mut results);
-    Ok(())
-}
-
-type Cells = Vec<Vec<(Vec<f64>, Vec<f64>)>>;
-
-fn print_tables(args: &Args, servers: &[Server], results: &mut Cells) {
-    let mut head = vec!["workload (IOPS)".to_owned()];
-    head.extend(servers.iter().map(|s| s.name().to_owned()));
-    let rl = servers.iter().position(|&s| s == Server::Ringleader);
-    let peer = |s: Server| !s.is_ringleader();
-    if rl.is_some() {
-        head.extend(
-            servers
-                .iter()
-                .filter(|&&s| peer(s))
-                .map(|s| format!("rl/{}", s.name())),
-        );
-    }
-    let mut t = Table::new(head);
-    let mut cpu_head = vec!["workload (µs CPU/IO)".to_owned()];
-    cpu_head.extend(servers.iter().map(|s| s.name().to_owned()));
-    let mut c = Table::new(cpu_head);
-    for (wi, w) in args.workloads.iter().enumerate() {
-        let mut row = vec![w.name.to_owned()];
-        let mut meds = Vec::new();
-        let mut cpu_row = vec![w.name.to_owned()];
-        for cell in results[wi].iter_mut() {
-            let lo = cell.0.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = cell.0.iter().copied().fold(0.0, f64::max);
-            let m = median(&mut cell.0);
-            meds.push(m);
-            row.push(format!(
-                "{:.1}k [{:.1}k .. {:.1}k]",
-                m / 1e3,
-                lo / 1e3,
-                hi / 1e3
-            ));
-            cpu_row.push(format!("{:.2}", median(&mut cell.1)));
-        }
-        if let Some(r) = rl {
-            for (si, &m) in meds.iter().enumerate() {
-                if peer(servers[si]) {
-                    row.push(ratio(meds[r] / m));
-                }
-            }
-        }
-        t.row(row);
-        c.row(cpu_row);
-    }
-    println!("\n{t}\n{c}");
-    println!(
-        "Goal (issue 6): rl/nbdkit >= 1.30x and rl/qemu-nbd-* >= 2.00x on rand-read-qd32 and \
-         rand-write-qd32, with less server CPU per I/O than either."
-    );
 }
 
 fn main() -> ExitCode {
@@ -673,5 +201,276 @@ fn main() -> ExitCode {
             eprintln!("nbd: {e}\n\n{USAGE}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The servers whose program is installed.
+fn available(servers: &[Server]) -> Vec<Server> {
+    servers
+        .iter()
+        .copied()
+        .filter(|s| {
+            let ok = s.tool().is_empty() || server::have(s.tool());
+            if !ok {
+                eprintln!(
+                    "nbd: skipping {}: `{}` is not installed",
+                    s.name(),
+                    s.tool()
+                );
+            }
+            ok
+        })
+        .collect()
+}
+
+/// A copy of ringleader's server for one bench, removed when dropped: a rebuild of the
+/// original during the bench (others may be working on it) cannot mix two servers in one
+/// table.
+#[derive(Debug)]
+struct BinCopy(PathBuf);
+
+impl BinCopy {
+    fn new(bin: &Path) -> Result<BinCopy, String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        let copy = dir.join(format!("nbd_server.bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::copy(bin, &copy)
+            .map_err(|e| format!("copying {} to {}: {e}", bin.display(), copy.display()))?;
+        Ok(BinCopy(copy))
+    }
+}
+
+impl Drop for BinCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// ringleader's server binary, and how long ago it was built.
+fn ringleader_bin(args: &Args) -> Result<(PathBuf, String), String> {
+    let bin = args.ringleader_bin.clone().unwrap_or_else(|| {
+        let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
+        bench
+            .parent()
+            .unwrap_or(bench)
+            .join("target/release/examples/nbd_server")
+    });
+    let meta = std::fs::metadata(&bin).map_err(|e| {
+        format!(
+            "{}: {e}; build it with `cargo build --release --all-features --example \
+             nbd_server` in the repository root, or pass --ringleader-bin",
+            bin.display()
+        )
+    })?;
+    let age = meta
+        .modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .map_or("?".to_owned(), |d| format!("{} min", d.as_secs() / 60));
+    Ok((bin, age))
+}
+
+fn first_line(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// `1.27 0.34 0.11` (1, 5 and 15 minutes).
+fn load_average() -> String {
+    let l = first_line("/proc/loadavg");
+    l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let client_tool = match args.client {
+        Client::Fio => "fio",
+        Client::QemuImg => "qemu-img",
+    };
+    if !server::have(client_tool) {
+        return Err(format!(
+            "{client_tool} is not installed (apt-get install {})",
+            if args.client == Client::Fio {
+                "fio"
+            } else {
+                "qemu-utils"
+            }
+        ));
+    }
+    let servers = available(&args.servers);
+    let (bin, bin_age) = if servers.iter().any(|s| s.is_ringleader()) {
+        ringleader_bin(args)?
+    } else {
+        (PathBuf::new(), String::new())
+    };
+    let copy = if bin.as_os_str().is_empty() {
+        None
+    } else {
+        Some(BinCopy::new(&bin)?)
+    };
+    let image = args
+        .image
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nbd-bench.img"));
+    image::make(&image)?;
+    image::warm(&image)?;
+
+    let allowed = pin::allowed_cpus().map_err(|e| format!("sched_getaffinity: {e}"))?;
+    let (server_cpu, client_cpu) = if args.pin {
+        let s = args.server_cpu.unwrap_or(allowed[0]);
+        let c = args
+            .client_cpu
+            .or(allowed.iter().copied().find(|&c| c != s))
+            .unwrap_or(s);
+        if c == s {
+            eprintln!("nbd: warning: server and client share CPU {s}");
+        }
+        // The sampler thread (and everything else here) stays off the server's CPU.
+        pin::pin_to_cpu(c).map_err(|e| format!("pinning to CPU {c}: {e}"))?;
+        (Some(s), Some(c))
+    } else {
+        (None, None)
+    };
+    let watched: Vec<usize> = match (server_cpu, client_cpu) {
+        (Some(s), Some(c)) if s != c => vec![s, c],
+        (Some(s), _) => vec![s],
+        _ => allowed.clone(),
+    };
+    let placement = match (server_cpu, client_cpu) {
+        (Some(s), Some(c)) => format!(
+            "server on CPU {s} (ringleader with --cores 1), {} on CPU {c}",
+            args.client.name()
+        ),
+        _ => format!("nothing pinned, {} CPUs", allowed.len()),
+    };
+    let client = match args.client {
+        Client::Fio => format!(
+            "{} --ioengine=nbd, {} s measured after {} s ramp",
+            fio::version().unwrap_or_else(|| "fio".to_owned()),
+            args.timing.runtime.as_secs_f64(),
+            args.timing.ramp.as_secs_f64()
+        ),
+        Client::QemuImg if args.quick => "qemu-img bench, a tenth of the I/O counts".to_owned(),
+        Client::QemuImg => "qemu-img bench".to_owned(),
+    };
+    println!(
+        "nbd: {client}; image {} (1 GiB, page cache); {placement}; {} run(s) per cell, \
+         interleaved; kernel {}",
+        image.display(),
+        args.runs,
+        first_line("/proc/sys/kernel/osrelease"),
+    );
+    if servers.iter().any(|s| s.is_ringleader()) {
+        println!(
+            "nbd: ringleader {} (built {bin_age} ago; the bench runs a copy of it)",
+            bin.display()
+        );
+    }
+    println!("nbd: load average before: {}", load_average());
+
+    let launch = Launch {
+        ringleader_bin: copy.as_ref().map_or(&bin, |c| &c.0),
+        ringleader_args: &args.ringleader_args,
+        image: &image,
+        cpu: server_cpu,
+    };
+    let plan = Plan {
+        client: args.client,
+        timing: args.timing,
+        count_div: if args.quick { 10 } else { 1 },
+        client_cpu,
+        cpus: &watched,
+        quiet_wait: args.quiet_wait,
+    };
+    let cells = measure_all(args, &servers, &launch, &plan);
+
+    for (w, cells) in args.workloads.iter().zip(&cells) {
+        println!("\n{}: {}", w.name, w.describe());
+        print!("{}", report::workload_table(&servers, cells));
+    }
+    if let Some((table, verdict)) = report::summary(&args.workloads, &servers, &cells) {
+        println!("\nringleader / best peer (ratio of medians; the peer in brackets)");
+        print!("{table}");
+        println!("{verdict}");
+    }
+    if args.client == Client::QemuImg {
+        println!(
+            "Goal (issue 6, qemu-img): ringleader >= 1.30x nbdkit's and >= 2.00x qemu-nbd's \
+             IOPS on rand-read-qd32 and rand-write-qd32, with less server CPU per I/O."
+        );
+    }
+    println!("nbd: load average after: {}", load_average());
+    Ok(())
+}
+
+/// Every run of every cell, `cells[workload][server]`: run 1 of every workload and server,
+/// then run 2, ...; within a run the servers start from a rotating position. A cell whose
+/// run fails keeps the error and is not run again.
+fn measure_all(
+    args: &Args,
+    servers: &[Server],
+    launch: &Launch<'_>,
+    plan: &Plan<'_>,
+) -> Vec<Vec<Cell>> {
+    let mut cells: Vec<Vec<Cell>> = vec![vec![Ok(Vec::new()); servers.len()]; args.workloads.len()];
+    let width = servers.iter().map(|s| s.name().len()).max().unwrap_or(0);
+    for r in 0..args.runs {
+        for (wi, w) in args.workloads.iter().enumerate() {
+            for k in 0..servers.len() {
+                let si = (k + r) % servers.len();
+                let cell = &mut cells[wi][si];
+                let Ok(runs) = cell else { continue };
+                let label = format!(
+                    "run {}/{} {:<15} {:<width$}",
+                    r + 1,
+                    args.runs,
+                    w.name,
+                    servers[si].name()
+                );
+                match run::clean(servers[si], w, launch, plan, &label) {
+                    Ok(run) => runs.push(run),
+                    Err(e) => {
+                        eprintln!("nbd: {label}: {e}");
+                        *cell = Err(e);
+                    }
+                }
+            }
+        }
+    }
+    cells
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: &[&str]) -> Result<Option<Args>, String> {
+        parse_args(v.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn defaults_follow_the_client() {
+        let a = parse(&[]).unwrap().unwrap();
+        assert_eq!(a.client, Client::Fio);
+        assert!(a.pin);
+        assert_eq!(a.servers, Server::DEFAULT);
+        assert_eq!(a.workloads.len(), 4);
+        let a = parse(&["--client", "qemu-img"]).unwrap().unwrap();
+        assert!(!a.pin);
+        assert_eq!(a.servers.len(), 6);
+        assert_eq!(a.workloads.len(), 5);
+    }
+
+    #[test]
+    fn quick_then_explicit_flags_win() {
+        let a = parse(&["--runs", "5", "--quick", "--runtime", "2"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.runs, 5);
+        assert_eq!(a.timing.runtime, Duration::from_secs(2));
+        assert_eq!(a.timing.ramp, Duration::from_secs(1));
+        assert!(parse(&["--servers", "nope"]).is_err());
+        assert!(parse(&["--help"]).unwrap().is_none());
     }
 }
