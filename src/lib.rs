@@ -89,3 +89,26 @@ pub use macros::__private;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The Rust code blocks of `docs/` (the ones not marked `ignore`), compiled as doctests,
+/// so the guides cannot drift from the API.
+#[cfg(doctest)]
+pub mod docs_doctests {
+    #[doc = include_str!("../docs/design.md")]
+    pub struct Design;
+    #[doc = include_str!("../docs/groups.md")]
+    pub struct Groups;
+    #[doc = include_str!("../docs/from-tokio.md")]
+    pub struct FromTokio;
+    #[doc = include_str!("../docs/cancellation.md")]
+    pub struct Cancellation;
+    #[doc = include_str!("../docs/kernel-notes.md")]
+    pub struct KernelNotes;
+    #[doc = include_str!("../docs/operating.md")]
+    pub struct Operating;
+    #[doc = include_str!("../docs/proxy.md")]
+    pub struct Proxy;
+    #[cfg(feature = "tokio")]
+    #[doc = include_str!("../docs/tokio-interop.md")]
+    pub struct TokioInterop;
+}
