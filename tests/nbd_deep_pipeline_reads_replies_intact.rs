@@ -51,7 +51,7 @@ fn raw_256_requests_of_1m_in_flight_replies_intact() {
 #[test]
 fn raw_256_requests_of_256k_and_1m_in_flight_zero_copy_replies_intact() {
     pipeline(
-        &["--zc-threshold", "128K"],
+        &["--read-path", "group", "--zc-threshold", "128K"],
         256,
         &[UNIT as u32, 1 << 20],
         true,
@@ -70,6 +70,27 @@ fn raw_64_requests_of_1m_through_the_writer_zero_copy_replies_intact() {
         false,
         400,
     );
+}
+
+/// Every READ spliced (page-cache pages into a pipe, the pipe into the socket after the
+/// head, in one lane frame) on one core, with structured replies: a short splice into a full
+/// socket is finished in the frame, never overtaken by another reply.
+#[test]
+fn raw_256_requests_spliced_replies_intact() {
+    pipeline(
+        &["--read-path", "splice", "--cores", "1"],
+        256,
+        &[UNIT as u32, 1 << 20],
+        true,
+        1200,
+    );
+}
+
+/// Reads as groups sent by the ring in the lane (the path `auto` takes where splicing is
+/// not possible), against writer replies of the reads that found no registered buffer.
+#[test]
+fn raw_64_requests_of_256k_as_groups_replies_intact() {
+    pipeline(&["--read-path", "group"], 64, &[UNIT as u32], false, 700);
 }
 
 #[test]

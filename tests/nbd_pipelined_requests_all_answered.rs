@@ -27,6 +27,12 @@ fn pipelined_requests_with_group_reads_are_all_answered() {
     pipelined(&["--read-path", "group"]);
 }
 
+/// Every READ spliced from the page cache, small ones too, between the writer's batches.
+#[test]
+fn pipelined_requests_with_spliced_reads_are_all_answered() {
+    pipelined(&["--read-path", "splice"]);
+}
+
 fn pipelined(extra: &[&str]) {
     let image = sparse_file("pipeline", SIZE);
     let mut args = vec!["--image", image.path().to_str().unwrap()];

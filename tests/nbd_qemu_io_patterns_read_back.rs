@@ -60,6 +60,12 @@ fn patterns_read_back_with_group_reads() {
     patterns(&["--read-path", "group"]);
 }
 
+/// Every READ (1 byte to over 1 MiB) spliced from the page cache; above 1 MiB, groups.
+#[test]
+fn patterns_read_back_with_spliced_reads() {
+    patterns(&["--read-path", "splice"]);
+}
+
 fn patterns(extra: &[&str]) {
     if !have("qemu-io") {
         return;

@@ -56,8 +56,8 @@ use crate::block::Block;
 use crate::export::Export;
 use crate::limits::{Activity, Budget, CoreLimits, Signal, Verdict, unless, watch};
 use crate::proto::*;
-use crate::reply::{self, Frame, Replies};
-use crate::status;
+use crate::reply::{self, Data, Frame, Replies};
+use crate::{splice, status};
 use check::Rules;
 pub use window::{Permit, Window};
 
@@ -81,9 +81,47 @@ pub struct Session {
     /// `base:allocation` was negotiated: `NBD_CMD_BLOCK_STATUS` is allowed.
     pub block_status: bool,
     pub zc_threshold: usize,
-    /// READs of at least this many bytes are groups whose reply the ring sends (see
+    pub read_path: ReadPath,
+}
+
+/// Which path a READ takes, by its length (`--read-path`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadPath {
+    /// READs of at least this many bytes (and at most [`splice::PIPE_CAPACITY`]) are
+    /// spliced from the page cache to the socket (`splice.rs`).
+    pub splice_min: usize,
+    /// Other READs of at least this many bytes are groups whose reply the ring sends (see
     /// [`read_as_group`]); smaller ones go through the batching writer.
-    pub read_group_min: usize,
+    pub group_min: usize,
+}
+
+impl ReadPath {
+    /// `auto`: the batching writer up to [`reply::COPY_MAX`] (one send for many small
+    /// replies), above it splices where the image is in the page cache, else groups.
+    pub const AUTO: ReadPath = ReadPath {
+        splice_min: reply::COPY_MAX + 1,
+        group_min: reply::COPY_MAX + 1,
+    };
+
+    pub fn parse(name: &str) -> Option<ReadPath> {
+        let never = usize::MAX;
+        Some(match name {
+            "auto" => ReadPath::AUTO,
+            "splice" => ReadPath {
+                splice_min: 0,
+                ..ReadPath::AUTO
+            },
+            "group" => ReadPath {
+                splice_min: never,
+                group_min: 0,
+            },
+            "batch" => ReadPath {
+                splice_min: never,
+                group_min: never,
+            },
+            _ => return None,
+        })
+    }
 }
 
 /// How the reader ended.
@@ -326,12 +364,37 @@ impl Reader<'_> {
         let (export, replies) = (Rc::clone(self.export), Rc::clone(self.replies));
         let framing = self.session.framing;
         let to = req.reply_to(framing);
-        let group_stream = (req.kind == CMD_READ
-            && req.len as usize >= self.session.read_group_min)
+        let path = self.session.read_path;
+        let read_len = if req.kind == CMD_READ { req.len as usize } else { 0 };
+        let splice_read = req.kind == CMD_READ
+            && read_len >= path.splice_min
+            && read_len <= splice::PIPE_CAPACITY
+            && self.export.splice_reads;
+        let group_stream = (req.kind == CMD_READ && read_len >= path.group_min)
             .then(|| Rc::clone(self.stream));
         let task = async move {
             let fua = req.flags & CMD_FLAG_FUA != 0;
             let (pos, len) = (req.offset, req.len);
+            if splice_read {
+                match splice::read(&export.image, pos, len as usize).await {
+                    Ok(Some(data)) => {
+                        return replies.push(Frame {
+                            head: Head::read(to, len as u32),
+                            tail: b"",
+                            data: Some(Data::Pipe(data)),
+                            permit: Some(permit),
+                        });
+                    }
+                    // No pipe to be had now: another path.
+                    Ok(None) => {}
+                    Err(e) => {
+                        return replies.push(Frame {
+                            permit: Some(permit),
+                            ..error_frame(to, e, b"read failed")
+                        });
+                    }
+                }
+            }
             if let Some(stream) = group_stream {
                 if let Block::Lease(lease) = export.block(len as usize) {
                     let head = Head::read(to, len as u32);
@@ -352,7 +415,7 @@ impl Reader<'_> {
                         return replies.push(Frame {
                             head: Head::read(to, len as u32),
                             tail: b"",
-                            data: Some(data),
+                            data: Some(data.into()),
                             permit: Some(permit),
                         });
                     }
@@ -371,7 +434,7 @@ impl Reader<'_> {
                             return replies.push(Frame {
                                 head: Head::block_status(to, id, extents.len()),
                                 tail: b"",
-                                data: Some(Block::Heap(descriptors)),
+                                data: Some(Block::Heap(descriptors).into()),
                                 permit: Some(permit),
                             });
                         }

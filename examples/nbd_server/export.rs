@@ -60,6 +60,8 @@ pub struct Export {
     pub align: u32,
     /// Shown to clients that ask for a description.
     pub description: String,
+    /// READs may be spliced from the page cache (`splice.rs`): not with `--direct`.
+    pub splice_reads: bool,
     pool: Option<FixedPool>,
     /// The image and mirrors as std files, for inline writes; empty when those are off.
     inline: Vec<std::fs::File>,
@@ -103,6 +105,7 @@ impl Export {
             readonly: config.readonly,
             align: config.align,
             description: config.description,
+            splice_reads: config.align <= 1,
             pool,
             inline,
         })

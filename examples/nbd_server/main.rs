@@ -70,6 +70,7 @@ mod image;
 mod limits;
 mod proto;
 mod reply;
+mod splice;
 mod status;
 
 #[path = "../common/flags.rs"]
@@ -116,12 +117,16 @@ USAGE: nbd_server [OPTIONS]
                         hand-off but stalls the core while the kernel throttles writers
   --zc-threshold BYTES  send READ data of at least this size with SEND_ZC from the registered
                         buffer [default: off: on loopback it only adds cost; see reply.rs]
-  --read-path PATH      `group`: a READ is one group, READ_FIXED into a registered buffer
-                        whose reply (head + data, one SENDMSG) the ring sends in the
-                        connection's send lane at the read's completion; `batch`: read, then
-                        the connection's writer copies replies up to 64 KiB into batched
-                        sends; `auto`: group above 64 KiB, batch up to it (measured fastest:
-                        one send for many small replies beats a send each) [default: auto]
+  --read-path PATH      `splice`: a READ splices the image's page-cache pages into a pipe
+                        and the pipe into the socket after the reply's head: the data is
+                        never copied by the server (not with --direct); `group`: a READ is
+                        one group, READ_FIXED into a registered buffer whose reply (head +
+                        data, one SENDMSG) the ring sends in the connection's send lane at
+                        the read's completion; `batch`: read, then the connection's writer
+                        copies replies up to 64 KiB into batched sends; `auto`: batch up to
+                        64 KiB (one send for many small replies beats a send each), splice
+                        above it, group where splice cannot be used (--direct, reads above
+                        1 MiB, no pipe to be had) [default: auto]
   --spin-us US          before a core parks, keep reaping for US microseconds, so a
                         client at low queue depth is served without a sleep and wake-up
                         per request (measured at QD 1: 1.5-2x the IOPS of 0) [default: 50]
@@ -164,7 +169,7 @@ struct Args {
     readonly: bool,
     ring_writes: bool,
     zc_threshold: usize,
-    read_group_min: usize,
+    read_path: conn::ReadPath,
     spin: std::time::Duration,
     limits: limits::Limits,
 }
@@ -181,7 +186,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
         readonly: false,
         ring_writes: false,
         zc_threshold: usize::MAX,
-        read_group_min: reply::COPY_MAX + 1,
+        read_path: conn::ReadPath::AUTO,
         spin: std::time::Duration::from_micros(SPIN_US_DEFAULT),
         limits: limits::Limits::default(),
     };
@@ -227,12 +232,10 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
                     .map_err(|_| format!("--spin-us {v:?}: expected microseconds"))?;
             }
             "--read-path" => {
-                a.read_group_min = match value("--read-path")?.as_str() {
-                    "group" => 0,
-                    "batch" => usize::MAX,
-                    "auto" => reply::COPY_MAX + 1,
-                    v => return Err(format!("--read-path {v:?}: expected group, batch or auto")),
-                }
+                let v = value("--read-path")?;
+                a.read_path = conn::ReadPath::parse(&v).ok_or_else(|| {
+                    format!("--read-path {v:?}: expected splice, group, batch or auto")
+                })?;
             }
             "--handshake-timeout" | "--stall-timeout" | "--drain-timeout" => {
                 let v = value(&flag)?;
@@ -284,7 +287,7 @@ struct CoreSetup {
     readonly: bool,
     ring_writes: bool,
     zc_threshold: usize,
-    read_group_min: usize,
+    read_path: conn::ReadPath,
     limits: limits::Limits,
     gate: accept::Gate,
 }
@@ -294,7 +297,7 @@ async fn connection(
     stream: TcpStream,
     export: Rc<Export>,
     zc_threshold: usize,
-    read_group_min: usize,
+    read_path: conn::ReadPath,
     core: Rc<CoreLimits>,
     // Holds the connection's slot under `--max-connections` until it ends.
     _admitted: accept::Conn,
@@ -315,7 +318,7 @@ async fn connection(
                 framing,
                 block_status,
                 zc_threshold,
-                read_group_min,
+                read_path,
             };
             conn::transmission(Rc::new(stream), export, session, core).await;
         }
@@ -388,7 +391,7 @@ fn listen_on(
                 stream,
                 Rc::clone(&export),
                 setup.zc_threshold,
-                setup.read_group_min,
+                setup.read_path,
                 Rc::clone(&core_limits),
                 admitted,
             )
@@ -422,7 +425,7 @@ fn run(args: Args) -> Result<(), String> {
         readonly: args.readonly,
         ring_writes: args.ring_writes,
         zc_threshold: args.zc_threshold,
-        read_group_min: args.read_group_min,
+        read_path: args.read_path,
         limits: args.limits,
         gate: accept::Gate::new("nbd_server", args.limits.max_connections),
     });

@@ -49,6 +49,7 @@ use crate::block::Block;
 use crate::conn::Permit;
 use crate::limits::Signal;
 use crate::proto::Head;
+use crate::splice::Spliced;
 
 /// Data up to this size is copied into the batch instead of being sent on its own: a
 /// 64 KiB copy costs less than an extra send op and its wake-up (see `bench/src/bin/nbd.rs`).
@@ -60,8 +61,20 @@ const BATCH_MAX: usize = 256 << 10;
 pub struct Frame {
     pub head: Head,
     pub tail: &'static [u8],
-    pub data: Option<Block>,
+    pub data: Option<Data>,
     pub permit: Option<Permit>,
+}
+
+/// A reply's data: in memory, or in a pipe's pages (`splice.rs`).
+pub enum Data {
+    Block(Block),
+    Pipe(Spliced),
+}
+
+impl From<Block> for Data {
+    fn from(block: Block) -> Data {
+        Data::Block(block)
+    }
 }
 
 /// The queue between request tasks and the writer.
@@ -170,7 +183,21 @@ async fn send_frames(
         batch.extend_from_slice(head.as_bytes());
         batch.extend_from_slice(tail);
         match data {
-            Some(data) if data.len() > COPY_MAX => {
+            Some(Data::Pipe(data)) => {
+                // As below: the head and the spliced pages in one frame of the lane.
+                let frame = lane.frame();
+                let want = batch.len();
+                let head_sent = stream.send_in(&frame, batch);
+                let data_sent = data.send(stream, frame);
+                let ((res, b), sent) = futures::join!(head_sent, data_sent);
+                if res.ok()? != want {
+                    return None;
+                }
+                sent.ok()?;
+                batch = b;
+                batch.clear();
+            }
+            Some(Data::Block(data)) if data.len() > COPY_MAX => {
                 // One reply, two sends: a frame keeps them together in the lane. Both take
                 // their places in it at their first poll (below, in one `join`), and the
                 // frame closes once the data's send has its place.
@@ -186,7 +213,7 @@ async fn send_frames(
                 batch = b;
                 batch.clear();
             }
-            Some(data) => batch.extend_from_slice(&data),
+            Some(Data::Block(data)) => batch.extend_from_slice(&data),
             None => {}
         }
         if batch.len() >= BATCH_MAX {

@@ -41,7 +41,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, types};
-use ringleader_executor::{Completable, Cqe, Op, Orphan};
+use ringleader_executor::{Completable, Cqe, Lane, Op, Orphan};
 
 use crate::group::{FdHold, IoFd};
 
@@ -150,6 +150,34 @@ pub fn splice(
     // SAFETY: a splice carries no pointer into user memory, and its data holds both fds'
     // owners until the final CQE.
     unsafe { Op::submit(entry, data) }
+}
+
+/// [`splice`] in `lane`: it reaches the kernel after every op submitted into the lane before
+/// it has finished, so its bytes never come between another lane op's (see
+/// [`Lane`](ringleader_executor::Lane)). Use it to send a pipe's pages to a stream socket
+/// that other tasks also send on. A short splice does not fail the lane (only a failed one
+/// does): the caller sends the rest, in a frame ([`Lane::frame`]) held open until then.
+///
+/// [`Lane::frame`]: ringleader_executor::Lane::frame
+///
+/// # Panics
+/// Outside a ringleader runtime, or if `lane` belongs to another core.
+pub fn splice_in(
+    lane: &Lane,
+    fd_in: &impl IoFd,
+    off_in: Option<u64>,
+    fd_out: &impl IoFd,
+    off_out: Option<u64>,
+    len: u32,
+) -> Op<SpliceOp> {
+    let (fd_in, fd_out) = (fd_in.fd_hold(), fd_out.fd_hold());
+    let entry = splice_entry(fd_in.raw, off_in, fd_out.raw, off_out, len);
+    let data = SpliceOp {
+        _fds: Some([fd_in, fd_out]),
+    };
+    // SAFETY: a splice carries no pointer into user memory, and its data holds both fds'
+    // owners until the final CQE.
+    unsafe { Op::submit_in(lane, entry, data) }
 }
 
 /// [`splice`] between bare fd numbers, which the op does not keep open.
