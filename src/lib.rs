@@ -63,6 +63,7 @@ pub mod ops {
         MemberSpec, MultiCompletable, MultiOp, Op, Orphan, ZeroFill, nop, nop_with_result, ring_fd,
         ring_id, with_submitter,
     };
+    pub use ringleader_io::uring_cmd::{CMD_MAX, Cmd, UringCmd, uring_cmd};
 }
 
 /// Buffers: owned buffers, and (growing) registered pools and leases.

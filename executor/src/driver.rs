@@ -12,14 +12,13 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use io_uring::IoUring;
 use io_uring::cqueue::CompletionQueue;
 use io_uring::opcode::{AsyncCancel, AsyncCancel2, MsgRingData};
-use io_uring::squeue::SubmissionQueue;
-use io_uring::squeue::{Entry, Flags};
+use io_uring::squeue::{Entry, Entry128, Flags};
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 
 use crate::lifecycle::{OpTable, TAG_BIT, TAG_CANCEL, TAG_MSG_SENT, TAG_MSG_WAKE};
+use crate::ring::{Push128Error, Ring, Sq};
 use crate::setup::{RingConfig, SetupFlags, SetupInfo, build_ring};
 use crate::stats::Stats;
 use crate::sys;
@@ -34,7 +33,7 @@ pub(crate) struct Driver {
     id: u64,
     /// Shared with closures handed the ring's submitter ([`crate::with_submitter`]), which
     /// run outside the driver borrow. Only the driver touches the SQ and CQ (see `sq`/`cq`).
-    ring: Rc<IoUring>,
+    ring: Rc<Ring>,
     /// The fd `io_uring_enter` is called with: the registered index, or the raw fd.
     enter_fd: i32,
     enter_flags: u32,
@@ -98,25 +97,25 @@ impl Driver {
     }
 
     /// The ring, for a submitter used outside the driver borrow.
-    pub(crate) fn ring(&self) -> Rc<IoUring> {
+    pub(crate) fn ring(&self) -> Rc<Ring> {
         Rc::clone(&self.ring)
     }
 
     /// The submission queue.
     #[inline]
-    fn sq(&mut self) -> SubmissionQueue<'_> {
+    fn sq(&mut self) -> Sq<'_> {
         // SAFETY: only the driver makes SQ or CQ views of its ring, through `&mut self`, so at
         // most one exists at a time; the `Submitter`s lent to `with_submitter` closures only
         // make syscalls and read the kernel-shared head/tail atomics.
-        unsafe { self.ring.submission_shared() }
+        unsafe { self.ring.sq() }
     }
 
     /// The completion queue.
     #[inline]
-    fn cq(ring: &IoUring) -> CompletionQueue<'_> {
+    fn cq(ring: &Ring) -> CompletionQueue<'_> {
         // SAFETY: as for `sq`: called only from `reap` through `&mut Driver`, the one place
         // that reads the CQ.
-        unsafe { ring.completion_shared() }
+        unsafe { ring.cq() }
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -243,6 +242,30 @@ impl Driver {
                 return Ok(());
             }
             self.make_room()?;
+        }
+    }
+
+    /// Push one 128-byte SQE, flushing the SQ first if it is full.
+    ///
+    /// # Safety
+    /// As for [`Driver::push`].
+    ///
+    /// Errors: `Ok(false)` if the ring has 64-byte SQEs and `entry` uses its upper half
+    /// (nothing was pushed); `Err` as for [`Driver::push`].
+    pub(crate) unsafe fn push128(&mut self, entry: &Entry128) -> io::Result<bool> {
+        if self.cancel_pending {
+            self.flush_cancels();
+        }
+        loop {
+            // SAFETY: forwarded from the caller.
+            match unsafe { self.sq().push128(entry) } {
+                Ok(()) => {
+                    self.stats.sqes_pushed += 1;
+                    return Ok(true);
+                }
+                Err(Push128Error::TooWide) => return Ok(false),
+                Err(Push128Error::Full) => self.make_room()?,
+            }
         }
     }
 

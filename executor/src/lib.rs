@@ -50,6 +50,7 @@ mod lane;
 mod lifecycle;
 mod op;
 mod ops;
+mod ring;
 mod runtime;
 mod setup;
 mod shared;

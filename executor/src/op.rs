@@ -71,6 +71,44 @@ impl<T: Completable> Op<T> {
         }
     }
 
+    /// Push a 128-byte `entry` (its `user_data` is overwritten) and return the op future: for
+    /// ops whose command needs the SQE's upper 64 bytes (`URING_CMD` with more than 16
+    /// command bytes). On a ring built without [`Builder::sqe128`](crate::Builder::sqe128)
+    /// an entry whose upper half is zero goes as a 64-byte SQE (those are the only bytes such
+    /// an SQE has); any other completes with `EINVAL` without reaching the kernel.
+    ///
+    /// # Panics
+    /// Outside a ringleader runtime.
+    ///
+    /// # Safety
+    /// As for [`Op::submit`].
+    pub unsafe fn submit_sqe128(entry: io_uring::squeue::Entry128, data: T) -> Self {
+        let (driver, pushed) = DriverRef::current_with(|d| {
+            let user_data = d.ops.insert(false);
+            // SAFETY: forwarded from the caller.
+            match unsafe { d.push128(&entry.user_data(user_data)) } {
+                Ok(true) => Ok(user_data),
+                Ok(false) => {
+                    // Never reached the SQ: the slot completes now, as the kernel would
+                    // complete an SQE it cannot parse.
+                    d.ops.complete(user_data, -libc::EINVAL, 0);
+                    Ok(user_data)
+                }
+                Err(e) => {
+                    d.ops.abandon(user_data);
+                    Err(e)
+                }
+            }
+        });
+        Op {
+            driver,
+            user_data: pushed.unwrap_or_else(|e| push_failed(e)),
+            data: Some(data),
+            settle: false,
+            polled: false,
+        }
+    }
+
     /// Submit `entry` into `lane`: it reaches the kernel after every op submitted into the
     /// lane before it has finished, chained with the ops queued with it (see [`Lane`]). In
     /// a failed lane the op completes with `ECANCELED` without being submitted.

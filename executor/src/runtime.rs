@@ -81,6 +81,20 @@ impl Builder {
         self.ring.sqpoll_idle_ms = Some(idle_ms);
         self
     }
+    /// Give each core's ring 128-byte SQEs (`IORING_SETUP_SQE128`, Linux 5.19; default
+    /// off), as `URING_CMD` drivers with big commands need (FUSE over io_uring, NVMe
+    /// passthrough). Every op works on either size: 64-byte ops are widened as they are
+    /// pushed. The SQ takes twice the memory. [`SetupInfo::sqe128`] says what was built.
+    ///
+    /// ```
+    /// let rt = ringleader::Builder::new().sqe128(true).build_local().unwrap();
+    /// assert!(rt.setup_info().sqe128);
+    /// rt.block_on(async { ringleader::ops::nop().await.unwrap() });
+    /// ```
+    pub fn sqe128(mut self, yes: bool) -> Self {
+        self.ring.sqe128 = yes;
+        self
+    }
     /// Register the ring fd (`IORING_REGISTER_RING_FDS`) to save an fd lookup per enter.
     pub fn register_ring_fd(mut self, yes: bool) -> Self {
         self.ring.register_ring_fd = yes;

@@ -5,6 +5,9 @@ use std::fmt;
 use std::io;
 
 use io_uring::IoUring;
+use io_uring::squeue::{Entry, Entry128, EntryMarker};
+
+use crate::ring::Ring;
 
 /// io_uring setup flags ringleader knows how to use (`IORING_SETUP_*`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -114,6 +117,9 @@ pub struct SetupInfo {
     /// kernel reports them after [`Builder::iowq_max_workers`](crate::Builder::iowq_max_workers)
     /// was applied; `None` if the kernel refused the registration (reason in `fallbacks`).
     pub iowq_max_workers: Option<[u32; 2]>,
+    /// Whether the SQEs are 128 bytes (`IORING_SETUP_SQE128`, asked with
+    /// [`Builder::sqe128`](crate::Builder::sqe128)).
+    pub sqe128: bool,
 }
 
 /// The ring parameters a [`Builder`](crate::Builder) carries.
@@ -126,6 +132,8 @@ pub(crate) struct RingConfig {
     pub(crate) register_ring_fd: bool,
     /// `[bounded, unbounded]` for `IORING_REGISTER_IOWQ_MAX_WORKERS`; 0 keeps the kernel's.
     pub(crate) iowq_max_workers: [u32; 2],
+    /// 128-byte SQEs (`IORING_SETUP_SQE128`).
+    pub(crate) sqe128: bool,
 }
 
 /// The default io-wq caps, `[bounded, unbounded]` (see
@@ -144,6 +152,7 @@ impl Default for RingConfig {
             sqpoll_idle_ms: None,
             register_ring_fd: true,
             iowq_max_workers: IOWQ_MAX_WORKERS,
+            sqe128: false,
         }
     }
 }
@@ -158,7 +167,7 @@ const DROPPABLE: [(SetupFlags, &str); 5] = [
 ];
 
 /// Build a ring with `cfg`, dropping refused flags one at a time.
-pub(crate) fn build_ring(cfg: &RingConfig) -> io::Result<(IoUring, SetupInfo)> {
+pub(crate) fn build_ring(cfg: &RingConfig) -> io::Result<(Ring, SetupInfo)> {
     let mut requested = cfg.flags;
     if cfg.sqpoll_idle_ms.is_some() {
         requested = requested | SetupFlags::SQPOLL;
@@ -171,7 +180,12 @@ pub(crate) fn build_ring(cfg: &RingConfig) -> io::Result<(IoUring, SetupInfo)> {
     }
     let mut drop_next = 0;
     loop {
-        match try_build(cfg, flags) {
+        let built = if cfg.sqe128 {
+            try_build::<Entry128>(cfg, flags).map(Ring::Sqe128)
+        } else {
+            try_build::<Entry>(cfg, flags).map(Ring::Sqe64)
+        };
+        match built {
             Ok(ring) => {
                 let mut info = SetupInfo {
                     requested,
@@ -182,6 +196,7 @@ pub(crate) fn build_ring(cfg: &RingConfig) -> io::Result<(IoUring, SetupInfo)> {
                     ring_fd_registered: false,
                     nodrop: ring.params().is_feature_nodrop(),
                     iowq_max_workers: None,
+                    sqe128: ring.is_sqe128(),
                 };
                 cap_iowq(&ring, cfg.iowq_max_workers, &mut info);
                 return Ok((ring, info));
@@ -209,7 +224,7 @@ pub(crate) fn build_ring(cfg: &RingConfig) -> io::Result<(IoUring, SetupInfo)> {
 /// Apply `caps` (`IORING_REGISTER_IOWQ_MAX_WORKERS`, Linux 5.15) to the calling thread's
 /// io-wq, which serves this ring: right after creation, before any op can start a worker.
 /// A refusal is recorded, not fatal: the ring works, only without the cap.
-fn cap_iowq(ring: &IoUring, caps: [u32; 2], info: &mut SetupInfo) {
+fn cap_iowq(ring: &Ring, caps: [u32; 2], info: &mut SetupInfo) {
     let mut set = caps;
     if let Err(e) = ring.submitter().register_iowq_max_workers(&mut set) {
         info.fallbacks.push(format!(
@@ -226,8 +241,8 @@ fn cap_iowq(ring: &IoUring, caps: [u32; 2], info: &mut SetupInfo) {
         .map(|()| now);
 }
 
-fn try_build(cfg: &RingConfig, flags: SetupFlags) -> io::Result<IoUring> {
-    let mut b = IoUring::builder();
+fn try_build<S: EntryMarker>(cfg: &RingConfig, flags: SetupFlags) -> io::Result<IoUring<S>> {
+    let mut b = IoUring::<S>::builder();
     let cq = cfg.cq_entries.unwrap_or(cfg.sq_entries.saturating_mul(4));
     b.setup_cqsize(cq).setup_clamp();
     if flags.contains(SetupFlags::SUBMIT_ALL) {

@@ -12,5 +12,6 @@ pub mod net;
 pub mod pipe;
 pub mod signal;
 pub mod time;
+pub mod uring_cmd;
 
 pub use ringleader_buf::BufResult;
