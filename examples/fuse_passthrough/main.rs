@@ -1,0 +1,210 @@
+//! `fuse_passthrough`: a FUSE file system that mirrors a directory (`--source`) at a mount
+//! point (`--mount`), served by ringleader — one ring per core.
+//!
+//! Run as root: `cargo run --release --example fuse_passthrough -- --source DIR --mount DIR`.
+//! The first stdout line, `fuse_passthrough: serving SOURCE at MOUNT (...)`, comes once the
+//! mount is up and the stop signals are taken. Ctrl-C or SIGTERM unmounts and exits 0;
+//! unmounting from outside (`umount MOUNT`) ends the server too.
+//!
+//! # Files
+//!
+//! - `abi.rs`: the FUSE kernel ABI (protocol 7.45, Linux 6.18);
+//! - `fs.rs`, `fs/`: the file system, transport-independent (`Fs::dispatch`);
+//! - `classic.rs`: the /dev/fuse transport (read requests, write replies, as ring ops);
+//! - `mount.rs`: mount(2), /dev/fuse clones, umount2(2).
+//!
+//! docs/fuse.md describes the server.
+
+#[path = "../common/flags.rs"]
+mod flags;
+
+mod abi;
+mod classic;
+mod fs;
+mod mount;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use ringleader::Runtime;
+use ringleader::signal::unix::{SignalKind, signal};
+
+const USAGE: &str = "\
+fuse_passthrough: a FUSE passthrough file system on io_uring (ringleader)
+
+USAGE: fuse_passthrough --source DIR --mount DIR [OPTIONS]
+
+  --source DIR      the directory to serve
+  --mount DIR       where to mount it (an empty directory)
+  --cores N         cores: threads, rings and /dev/fuse fds [default: all CPUs]
+  --readonly        mount read-only (changes fail with EROFS)
+  -h, --help        this text
+
+Needs root (mount(2) and allow_other) and /dev/fuse. Ctrl-C or SIGTERM unmounts and exits;
+so does `umount DIR` from outside. If the mount is busy at the stop, it is detached
+(umount -l) and open files get ENOTCONN.";
+
+#[derive(Debug)]
+struct Args {
+    source: PathBuf,
+    mount: PathBuf,
+    cores: usize,
+    readonly: bool,
+}
+
+/// `Ok(None)`: help was asked for.
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
+    let (mut source, mut mount) = (None, None);
+    let mut cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut readonly = false;
+    let mut it = args.into_iter();
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--source" => source = Some(PathBuf::from(value("--source")?)),
+            "--mount" => mount = Some(PathBuf::from(value("--mount")?)),
+            "--cores" => {
+                let v = value("--cores")?;
+                cores = match v.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("--cores {v:?}: expected a number above 0")),
+                };
+            }
+            "--readonly" => readonly = true,
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    let source = source.ok_or("--source DIR is required (try --help)")?;
+    let mount = mount.ok_or("--mount DIR is required (try --help)")?;
+    Ok(Some(Args {
+        source,
+        mount,
+        cores,
+        readonly,
+    }))
+}
+
+/// Why serving ended.
+enum Stop {
+    Signal,
+    /// Every core's /dev/fuse reported the mount gone (or failed: the first error).
+    Unmounted(Result<(), String>),
+}
+
+fn run(args: Args) -> Result<(), String> {
+    // The kernel applies the caller's umask to a new file's mode before it asks the
+    // server; the server's own must not apply a second time.
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(0) };
+    let opts = fs::Options {
+        readonly: args.readonly,
+        ..fs::Options::default()
+    };
+    let fs = Arc::new(fs::Fs::new(&args.source, opts).map_err(|e| e.to_string())?);
+    let rt = Runtime::builder()
+        .cores(args.cores)
+        .build()
+        .map_err(|e| format!("starting {} cores: {e}", args.cores))?;
+    let fuse = mount::mount(&args.source, &args.mount, args.readonly).map_err(|e| e.to_string())?;
+    let mut fds = Vec::with_capacity(args.cores);
+    for _ in 1..args.cores {
+        match mount::clone_dev(&fuse) {
+            Ok(fd) => fds.push(fd),
+            Err(e) => {
+                let _ = mount::unmount(&args.mount, libc::MNT_DETACH);
+                return Err(e.to_string());
+            }
+        }
+    }
+    fds.insert(0, fuse);
+    let served: Vec<_> = fds
+        .into_iter()
+        .enumerate()
+        .map(|(core, fd)| {
+            let fs = Arc::clone(&fs);
+            rt.spawn_on(core, move || classic::serve(fs, fd))
+        })
+        .collect();
+    let banner = format!(
+        "fuse_passthrough: serving {} at {} (classic /dev/fuse, {} cores{})",
+        args.source.display(),
+        args.mount.display(),
+        args.cores,
+        if args.readonly { ", read-only" } else { "" }
+    );
+    let stop = rt.block_on(move || async move {
+        let (mut int, mut term) = match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(i), Ok(t)) => (i, t),
+            (Err(e), _) | (_, Err(e)) => return Stop::Unmounted(Err(format!("signals: {e}"))),
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{banner}");
+        let _ = out.flush();
+        drop(out);
+        let all_served = async move {
+            let mut result = Ok(());
+            for h in served {
+                match h.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => result = Err(e.to_string()),
+                    Err(e) => result = Err(format!("a core's server failed: {e}")),
+                }
+            }
+            Stop::Unmounted(result)
+        };
+        futures::select! {
+            _ = int.recv().fuse() => Stop::Signal,
+            _ = term.recv().fuse() => Stop::Signal,
+            s = Box::pin(all_served).fuse() => s,
+        }
+    });
+    match stop {
+        Stop::Unmounted(r) => {
+            eprintln!(
+                "fuse_passthrough: {} was unmounted; exiting",
+                args.mount.display()
+            );
+            r
+        }
+        Stop::Signal => {
+            // The cores keep serving while the kernel unmounts (it may still send requests).
+            match mount::unmount(&args.mount, 0) {
+                Ok(()) => eprintln!("fuse_passthrough: unmounted {}", args.mount.display()),
+                Err(e) => {
+                    eprintln!(
+                        "fuse_passthrough: unmounting {}: {e}; detaching it instead (open files \
+                         get ENOTCONN)",
+                        args.mount.display()
+                    );
+                    mount::unmount(&args.mount, libc::MNT_DETACH)
+                        .map_err(|e| format!("detaching {}: {e}", args.mount.display()))?;
+                }
+            }
+            // Dropping the runtime closes the /dev/fuse fds, which ends the connection.
+            drop(rt);
+            Ok(())
+        }
+    }
+}
+
+fn main() {
+    match parse(flags::expand(std::env::args().skip(1))) {
+        Ok(None) => println!("{USAGE}"),
+        Ok(Some(args)) => {
+            if let Err(e) = run(args) {
+                eprintln!("fuse_passthrough: {e}");
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("fuse_passthrough: {e}");
+            std::process::exit(2);
+        }
+    }
+}
