@@ -1,5 +1,8 @@
 //! Signals as async streams, under tokio's names: [`ctrl_c`] and
-//! [`unix::signal`]`(`[`unix::SignalKind`]`)`, read from a signalfd through the ring.
+//! [`unix::signal`]`(`[`unix::SignalKind`]`)`, read from a signalfd through the ring; and,
+//! beyond tokio, [`unix::SignalSet`] (several signals, and which one came: a server's
+//! "SIGINT, SIGTERM or SIGHUP") and [`unix::is_ignored`] (was the process started ignoring
+//! it, as under `nohup`).
 //!
 //! ```
 //! use ringleader::signal::unix::{SignalKind, signal};
@@ -46,13 +49,22 @@
 //! blocks it and reads the signalfd, whose reader then takes it. Nothing is lost and the
 //! process is not terminated; it costs one handler run per delivery. The handler is
 //! async-signal-safe (atomics and `tgkill`). Threads started later from a core inherit the
-//! core's mask. Programs that want no handler at all can block the signals in `main`
-//! before starting the runtime (every thread then inherits the mask, as
+//! core's mask (blocking-pool threads, for instance). The kernel's io-wq workers and SQPOLL
+//! threads block every signal, so they never take one. So from the first `signal()` on, no
+//! thread of the process runs the signal's default action
+//! (`tests/signal_no_thread_takes_the_default_action.rs` checks every kind of thread). A
+//! signal *directed* at one thread (`pthread_kill`, `tgkill`) that blocks it but reads no
+//! signalfd (a blocking-pool thread started from a core, a core with no listener) waits in
+//! that thread's queue; signals sent to the process (`kill`, the terminal, a service
+//! manager) are not affected. Programs that want no handler at all can block the signals
+//! in `main` before starting the runtime (every thread then inherits the mask, as
 //! `pthread_sigmask` + `sigwait` programs do).
 //!
 //! **What changes for good.** As in tokio, once a signal number has been listened for, the
 //! process keeps its handler and mask after the last `Signal` is dropped: a later `SIGINT`
-//! no longer terminates the program. With no `Signal` left on a core its reader stops, so
+//! no longer terminates the program. The handler replaces `SIG_IGN` too: a background job
+//! that a shell started with `SIGINT` ignored hears it once it listens, and a program
+//! that wants to honour `nohup` asks [`unix::is_ignored`] before listening for `SIGHUP`. With no `Signal` left on a core its reader stops, so
 //! a signal that arrives while nobody listens stays pending in the kernel (a standard signal
 //! is kept once) and is delivered to the next listener instead of being dropped; if it
 //! lands on a thread that does not block it while no core reads, the handler finds no

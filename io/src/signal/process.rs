@@ -176,6 +176,16 @@ extern "C" fn forward(sig: libc::c_int) {
     unsafe { *libc::__errno_location() = errno };
 }
 
+/// Whether `sig`'s disposition is `SIG_IGN` now (`false` for an invalid number).
+pub(crate) fn is_ignored(sig: libc::c_int) -> bool {
+    // SAFETY: a zeroed `sigaction` is valid storage; with a null new action, sigaction only
+    // writes the current one into `old` and changes nothing.
+    unsafe {
+        let mut old: libc::sigaction = mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 fn install_handler(sig: libc::c_int) -> io::Result<()> {
     // SAFETY: `sigaction` is plain data, fully set below; the handler is an
     // async-signal-safe `extern "C" fn(c_int)` (no SA_SIGINFO), valid for the process's life.

@@ -1,5 +1,10 @@
 //! Unix signals by kind: [`signal`] returns a [`Signal`] stream (tokio's
-//! `tokio::signal::unix`).
+//! `tokio::signal::unix`); [`SignalSet`] listens for several and says which came;
+//! [`is_ignored`] tells whether the process was started ignoring a signal (`nohup`).
+
+mod set;
+
+pub use set::SignalSet;
 
 use std::fmt;
 use std::io;
@@ -134,6 +139,33 @@ pub fn signal(kind: SignalKind) -> io::Result<Signal> {
         seen,
         core,
     })
+}
+
+/// Whether the process ignores `kind` now (its disposition is `SIG_IGN`).
+///
+/// A program started by `nohup` ignores `SIGHUP`; a shell starts a background job with
+/// `SIGINT` and `SIGQUIT` ignored. [`signal`] listens regardless: the handler it installs
+/// replaces `SIG_IGN` for good. A program that wants to honour such a choice asks first,
+/// before its first [`signal`] for that kind (afterwards the answer is `false`):
+///
+/// ```
+/// use ringleader::signal::unix::{SignalKind, SignalSet, is_ignored};
+///
+/// ringleader::block_on(async {
+///     let mut kinds = vec![SignalKind::interrupt(), SignalKind::terminate()];
+///     // Stop on SIGHUP too, unless started under nohup.
+///     if !is_ignored(SignalKind::hangup()) {
+///         kinds.push(SignalKind::hangup());
+///     }
+///     let stop = SignalSet::new(kinds)?;
+///     # drop(stop);
+///     Ok::<_, std::io::Error>(())
+/// }).unwrap();
+/// ```
+///
+/// A number that is not a signal is not ignored (`false`). Needs no runtime.
+pub fn is_ignored(kind: SignalKind) -> bool {
+    process::is_ignored(kind.0)
 }
 
 fn check(sig: libc::c_int) -> io::Result<()> {
