@@ -59,8 +59,8 @@ mod flags;
 #[path = "common/duration.rs"]
 mod duration;
 
-#[path = "common/signals.rs"]
-mod signals;
+#[path = "common/stop.rs"]
+mod stop;
 
 #[path = "common/accept.rs"]
 #[expect(
@@ -86,7 +86,7 @@ use ringleader::{Runtime, ops::Op};
 use accept::{Conn, Gate, IdleTimer};
 use duration::{parse_duration, parse_optional_duration};
 use listen::bind_every_core;
-use signals::{block_stop_signals, wait_for_stop};
+use stop::StopSignals;
 
 /// Buffers in each core's ring. A connection holds one only from its receive until its echo
 /// is sent, so this bounds bursts, not connections.
@@ -380,14 +380,14 @@ fn listen_on(
 }
 
 fn run(args: Args) -> Result<(), String> {
-    // Block the stop signals before any thread starts, so every thread inherits the mask and
-    // only `wait_for_stop` receives them.
-    let signals = block_stop_signals();
     let rt = Runtime::builder()
         .cores(args.cores)
         .spin_before_park(args.spin)
         .build()
         .map_err(|e| format!("starting {} cores: {e}", args.cores))?;
+    // Listen for the stop signals before announcing the address, so a signal sent as soon as
+    // the address is known stops the server cleanly.
+    let stop = StopSignals::listen(&rt).map_err(|e| format!("listening for signals: {e}"))?;
     let gate = Gate::new("echo", args.max_connections);
     let (bound, _) = bind_every_core(args.cores, args.listen, |core, addr, ready| {
         listen_on(&rt, core, addr, gate.clone(), args.idle, ready)
@@ -397,7 +397,7 @@ fn run(args: Args) -> Result<(), String> {
     let _ = writeln!(out, "echo: listening on {bound} ({} cores)", args.cores);
     let _ = out.flush();
     drop(out);
-    let sig = wait_for_stop(&signals);
+    let sig = stop.wait().map_err(|e| e.to_string())?;
     eprintln!(
         "echo: signal {sig}: stopping: no new connections; draining {} for up to {:?}",
         gate.open(),

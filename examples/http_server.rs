@@ -39,8 +39,8 @@ mod flags;
 #[path = "common/duration.rs"]
 mod duration;
 
-#[path = "common/signals.rs"]
-mod signals;
+#[path = "common/stop.rs"]
+mod stop;
 
 #[path = "common/accept.rs"]
 #[expect(
@@ -76,7 +76,7 @@ mod listen;
 use accept::{Activity, Conn, Gate, IdleTimer};
 use duration::{parse_duration, parse_optional_duration};
 use listen::bind_every_core;
-use signals::{block_stop_signals, wait_for_stop};
+use stop::StopSignals;
 
 /// Bytes one file read asks for.
 const CHUNK: usize = 256 * 1024;
@@ -519,13 +519,13 @@ fn listen_on(
 }
 
 fn run(args: Args) -> Result<(), String> {
-    // Block the stop signals before any thread starts, so every thread inherits the mask and
-    // only `wait_for_stop` receives them.
-    let signals = block_stop_signals();
     let rt = Runtime::builder()
         .cores(args.cores)
         .build()
         .map_err(|e| format!("starting {} cores: {e}", args.cores))?;
+    // Listen for the stop signals before announcing the address, so a signal sent as soon as
+    // the address is known stops the server cleanly.
+    let stop = StopSignals::listen(&rt).map_err(|e| format!("listening for signals: {e}"))?;
     let gate = Gate::new("http_server", args.max_connections);
     let (bound, _) = bind_every_core(args.cores, args.listen, |core, addr, ready| {
         let per_core = (args.dir.clone(), args.limits);
@@ -540,7 +540,7 @@ fn run(args: Args) -> Result<(), String> {
     );
     let _ = out.flush();
     drop(out);
-    let sig = wait_for_stop(&signals);
+    let sig = stop.wait().map_err(|e| e.to_string())?;
     eprintln!(
         "http_server: signal {sig}: stopping: no new connections; draining {} for up to {:?}",
         gate.open(),

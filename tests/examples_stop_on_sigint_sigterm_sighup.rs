@@ -41,7 +41,11 @@ fn examples(upstream: SocketAddr) -> Vec<(&'static str, &'static [&'static str],
             &[][..],
             with(&["--cores", "2", "--upstream", &upstream.to_string()]),
         ),
-        ("nbd_server", &[][..], with(&["--cores", "2", "--size", "16M"])),
+        (
+            "nbd_server",
+            &[][..],
+            with(&["--cores", "2", "--size", "16M"]),
+        ),
     ];
     if cfg!(feature = "hyper") {
         v.push((

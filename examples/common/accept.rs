@@ -23,7 +23,7 @@
 //!   and waits 50 ms, doubling up to 1 s, or until a connection of this server closes,
 //!   whichever is first; then it tries again. It logs at most one line a second, counting
 //!   the refused attempts, and one line when accepts succeed again.
-//! - **Stop** ([`Gate::stop`], from any thread, e.g. `main` after `sigwait`). Every loop
+//! - **Stop** ([`Gate::stop`], from any thread, e.g. `main` after a stop signal). Every loop
 //!   drops its in-flight accept and its listener (new clients get `ECONNREFUSED`; ones
 //!   still in a listener's backlog get a reset) and tells its connections through
 //!   [`Conn::stopping`]; [`Gate::drain`] then waits, up to a deadline, for them to end.

@@ -57,10 +57,10 @@ mod accept;
 mod duration;
 #[path = "../common/listen.rs"]
 mod listen;
-#[path = "../common/signals.rs"]
-mod signals;
 #[path = "../common/size.rs"]
 mod size;
+#[path = "../common/stop.rs"]
+mod stop;
 
 mod block;
 mod conn;
@@ -91,8 +91,8 @@ use handshake::Outcome;
 use image::Storage;
 use limits::CoreLimits;
 use listen::bind_every_core;
-use signals::{block_stop_signals, wait_for_stop};
 use size::parse_size;
+use stop::StopSignals;
 
 const USAGE: &str = "\
 nbd_server: a Network Block Device server on io_uring (ringleader)
@@ -412,14 +412,14 @@ fn run(args: Args) -> Result<(), String> {
         args.direct,
     )?;
     let storage = Arc::new(storage);
-    // Block the stop signals before any thread starts, so every thread inherits the mask and
-    // only `wait_for_stop` receives them.
-    let signals = block_stop_signals();
     let rt = Runtime::builder()
         .cores(args.cores)
         .spin_before_park(args.spin)
         .build()
         .map_err(|e| format!("starting {} cores: {e}", args.cores))?;
+    // Listen for the stop signals before announcing the address, so a signal sent as soon as
+    // the address is known stops the server cleanly.
+    let stop = StopSignals::listen(&rt).map_err(|e| format!("listening for signals: {e}"))?;
     let setup = Arc::new(CoreSetup {
         storage: Arc::clone(&storage),
         readonly: args.readonly,
@@ -452,8 +452,8 @@ fn run(args: Args) -> Result<(), String> {
     let _ = writeln!(out, "nbd_server: connect with: qemu-img info nbd://{bound}");
     let _ = out.flush();
     drop(out);
-    let sig = wait_for_stop(&signals);
-    drain(&setup.gate, &storage, &args, sig, &signals);
+    let sig = stop.wait().map_err(|e| e.to_string())?;
+    drain(&setup.gate, &storage, &args, sig, &stop);
     // The temporary image goes first: removing it must not depend on a clean shutdown.
     if let Some(t) = &storage.temp {
         t.remove();
@@ -465,7 +465,7 @@ fn run(args: Args) -> Result<(), String> {
 /// The graceful stop (see `limits.rs`): every core stops accepting and closes what is idle;
 /// wait until no connection is left, `--drain-timeout` passes or a second signal comes;
 /// then sync the image and mirrors, so everything acknowledged is on disk.
-fn drain(gate: &accept::Gate, storage: &Storage, args: &Args, sig: i32, signals: &libc::sigset_t) {
+fn drain(gate: &accept::Gate, storage: &Storage, args: &Args, sig: i32, stop: &StopSignals) {
     let limit = args.limits.drain_timeout;
     eprintln!(
         "nbd_server: signal {sig}: draining {} connections (at most {limit:?}; a second signal stops at once)",
@@ -482,7 +482,7 @@ fn drain(gate: &accept::Gate, storage: &Storage, args: &Args, sig: i32, signals:
             );
             break;
         }
-        if let Some(again) = wait_for_stop_within(signals, left.min(DRAIN_POLL)) {
+        if let Some(again) = stop.wait_timeout(left.min(DRAIN_POLL)) {
             eprintln!("nbd_server: signal {again}: stopping now");
             break;
         }
@@ -498,18 +498,6 @@ fn drain(gate: &accept::Gate, storage: &Storage, args: &Args, sig: i32, signals:
 
 /// How often the drain looks at the connection count.
 const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// Wait up to `dur` for one of the blocked stop signals.
-fn wait_for_stop_within(set: &libc::sigset_t, dur: std::time::Duration) -> Option<i32> {
-    let ts = libc::timespec {
-        tv_sec: dur.as_secs() as libc::time_t,
-        tv_nsec: libc::c_long::from(dur.subsec_nanos() as i32),
-    };
-    // SAFETY: `set` is an initialised sigset_t, `ts` a valid timespec; no siginfo is
-    // requested (null), so the kernel writes nothing of ours.
-    let r = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
-    (r > 0).then_some(r)
-}
 
 fn main() {
     let args = match parse(flags::expand(std::env::args().skip(1))) {

@@ -53,10 +53,10 @@
 mod duration;
 #[path = "../common/listen.rs"]
 mod listen;
-#[path = "../common/signals.rs"]
-mod signals;
 #[path = "../common/size.rs"]
 mod size;
+#[path = "../common/stop.rs"]
+mod stop;
 
 mod args;
 mod conn;
@@ -81,7 +81,7 @@ use ringleader::{Runtime, spawn};
 
 use args::{Args, Mode};
 use listen::bind_every_core;
-use signals::{block_stop_signals, wait_for_stop};
+use stop::StopSignals;
 
 /// What every connection needs: the parsed flags plus the sizes derived from them.
 #[derive(Clone, Debug)]
@@ -190,13 +190,13 @@ fn listen_on(
 
 fn run(args: Args) -> Result<(), String> {
     let cfg = Config::new(&args);
-    // Block the stop signals before any thread starts, so every thread inherits the mask and
-    // only `wait_for_stop` receives them.
-    let signals = block_stop_signals();
     let rt = Runtime::builder()
         .cores(args.cores)
         .build()
         .map_err(|e| format!("starting {} cores: {e}", args.cores))?;
+    // Listen for the stop signals before announcing the address, so a signal sent as soon as
+    // the address is known stops the server cleanly.
+    let stop = StopSignals::listen(&rt).map_err(|e| format!("listening for signals: {e}"))?;
     let (bound, _) = bind_every_core(args.cores, args.listen, |core, addr, ready| {
         listen_on(&rt, core, addr, cfg.clone(), ready)
     })?;
@@ -213,7 +213,7 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(period) = args.stats {
         stats::start_printer(period, args.max_buffered);
     }
-    let sig = wait_for_stop(&signals);
+    let sig = stop.wait().map_err(|e| e.to_string())?;
     eprintln!("proxy: signal {sig}: stopping");
     rt.shutdown();
     if args.stats.is_some() {
