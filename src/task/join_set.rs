@@ -8,8 +8,11 @@ use std::task::{Context, Poll};
 use futures::stream::{FuturesUnordered, Stream};
 use ringleader_executor::{JoinError, JoinHandle};
 
+use super::abort::{AbortHandle, abortable};
+
 /// A collection of tasks, awaited in the order they finish; dropping the set aborts every
-/// task still in it (tokio's `JoinSet`).
+/// task still in it (tokio's `JoinSet`). Each `spawn` returns an [`AbortHandle`] for that
+/// one task, as in tokio.
 ///
 /// Tasks may be `!Send` ([`JoinSet::spawn`] runs them on the current core, which is where
 /// every ringleader task lives; see [the module docs](crate::task) for why there is no
@@ -44,6 +47,8 @@ use ringleader_executor::{JoinError, JoinHandle};
 ///
 /// - Dropping the future of [`join_next`](JoinSet::join_next) loses nothing: outputs stay in
 ///   their tasks until taken.
+/// - [`AbortHandle::abort`] ends one task the same way, at its next poll on its core; an
+///   output it produced before is kept.
 /// - [`abort_all`](JoinSet::abort_all) and dropping the set abort every task left: each
 ///   future is dropped on its own core at that core's next tick (its in-flight ops are
 ///   cancelled as for any dropped op). `join_next` then yields
@@ -54,7 +59,43 @@ use ringleader_executor::{JoinError, JoinHandle};
 ///   only stops waiting, the closure runs to its end on the pool.
 #[must_use = "dropping a JoinSet aborts its tasks"]
 pub struct JoinSet<T> {
-    tasks: FuturesUnordered<JoinHandle<T>>,
+    tasks: FuturesUnordered<Entry<T>>,
+}
+
+/// A task of the set: one it spawned (abortable through an [`AbortHandle`]), or a
+/// [`JoinHandle`] it was given.
+enum Entry<T> {
+    Spawned(JoinHandle<Option<T>>),
+    Pushed(JoinHandle<T>),
+}
+
+impl<T> Entry<T> {
+    fn abort(&self) {
+        match self {
+            Entry::Spawned(h) => h.abort(),
+            Entry::Pushed(h) => h.abort(),
+        }
+    }
+
+    fn detach(self) {
+        match self {
+            Entry::Spawned(h) => h.detach(),
+            Entry::Pushed(h) => h.detach(),
+        }
+    }
+}
+
+impl<T> Future for Entry<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Entry::Spawned(h) => Pin::new(h)
+                .poll(cx)
+                .map(|r| r.and_then(|o| o.ok_or(JoinError::Cancelled))),
+            Entry::Pushed(h) => Pin::new(h).poll(cx),
+        }
+    }
 }
 
 impl<T> JoinSet<T> {
@@ -77,7 +118,7 @@ impl<T> JoinSet<T> {
 
     /// Add a task already spawned (its handle); the set now owns and may abort it.
     pub fn push(&mut self, handle: JoinHandle<T>) {
-        self.tasks.push(handle);
+        self.tasks.push(Entry::Pushed(handle));
     }
 
     /// Abort every task in the set (see the type's cancellation notes). They stay in the set
@@ -142,36 +183,44 @@ impl<T> JoinSet<T> {
 }
 
 impl<T: 'static> JoinSet<T> {
-    /// Spawn `future` on the current core (it may be `!Send`) and add it to the set.
+    /// Spawn `future` on the current core (it may be `!Send`) and add it to the set; the
+    /// handle aborts this task alone.
     ///
     /// # Panics
     /// Outside a ringleader runtime.
-    pub fn spawn<F>(&mut self, future: F)
+    pub fn spawn<F>(&mut self, future: F) -> AbortHandle
     where
         F: Future<Output = T> + 'static,
     {
-        self.tasks.push(ringleader_executor::spawn(future));
+        let handle = AbortHandle::new();
+        let task = ringleader_executor::spawn(abortable(future, handle.clone()));
+        self.tasks.push(Entry::Spawned(task));
+        handle
     }
 
     /// [`JoinSet::spawn`] under tokio's `!Send` name (every ringleader task is core-local).
-    pub fn spawn_local<F>(&mut self, future: F)
+    pub fn spawn_local<F>(&mut self, future: F) -> AbortHandle
     where
         F: Future<Output = T> + 'static,
     {
-        self.spawn(future);
+        self.spawn(future)
     }
 
     /// Spawn `f()` on core `core` of the current runtime (as [`crate::spawn_on`]) and add it.
     ///
     /// # Panics
     /// Outside a ringleader runtime, or if `core` is out of range.
-    pub fn spawn_on<F, Fut>(&mut self, core: usize, f: F)
+    pub fn spawn_on<F, Fut>(&mut self, core: usize, f: F) -> AbortHandle
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
         T: Send,
     {
-        self.tasks.push(ringleader_executor::spawn_on(core, f));
+        let handle = AbortHandle::new();
+        let h = handle.clone();
+        let task = ringleader_executor::spawn_on(core, move || abortable(f(), h));
+        self.tasks.push(Entry::Spawned(task));
+        handle
     }
 
     /// Run `f` on the blocking pool (as [`crate::spawn_blocking`]) and add it; a panic in `f`
@@ -179,7 +228,7 @@ impl<T: 'static> JoinSet<T> {
     ///
     /// # Panics
     /// Outside a ringleader runtime.
-    pub fn spawn_blocking<F>(&mut self, f: F)
+    pub fn spawn_blocking<F>(&mut self, f: F) -> AbortHandle
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send,
@@ -191,7 +240,7 @@ impl<T: 'static> JoinSet<T> {
                 Err(JoinError::Panic(p)) => std::panic::resume_unwind(p),
                 Err(e) => panic!("{e}"),
             }
-        });
+        })
     }
 }
 

@@ -1,5 +1,6 @@
 //! Tasks, under tokio's names: [`spawn`], [`spawn_local`], [`spawn_on`],
-//! [`spawn_blocking`], [`yield_now`], [`JoinHandle`], [`JoinError`] and [`JoinSet`].
+//! [`spawn_blocking`], [`yield_now`], [`JoinHandle`], [`JoinError`], [`JoinSet`] and the
+//! [`AbortHandle`] its `spawn` returns.
 //!
 //! # Every task is core-local
 //!
@@ -35,8 +36,10 @@
 //! });
 //! ```
 
+mod abort;
 mod join_set;
 
+pub use abort::AbortHandle;
 pub use join_set::JoinSet;
 pub use ringleader_executor::{
     BlockingHandle, JoinError, JoinHandle, YieldNow, spawn, spawn_blocking, spawn_on, yield_now,
