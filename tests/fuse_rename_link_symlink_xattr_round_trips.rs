@@ -267,10 +267,8 @@ fn xattrs_set_get_list_replace_remove() {
         (-1, Some(libc::ERANGE))
     );
     // SAFETY: valid C strings.
-    assert_eq!(
-        errno_of(unsafe { libc::removexattr(p.as_ptr(), c"user.one".as_ptr()) }),
-        0
-    );
+    let removed = unsafe { libc::removexattr(p.as_ptr(), c"user.one".as_ptr()) };
+    assert_eq!(errno_of(removed), 0);
     assert_eq!(get(&p, c"user.one"), Err(libc::ENODATA));
     assert_eq!(get(&b, c"user.one"), Err(libc::ENODATA));
     assert_eq!(get(&p, c"user.two"), Ok(b"second value".to_vec()));

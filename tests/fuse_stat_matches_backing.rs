@@ -88,10 +88,9 @@ fn stat_fields_equal_the_backing_files() {
     drop(sparse);
     let cdev = path_c(&m.at("madedev"));
     // SAFETY: a valid C string.
-    assert_eq!(
-        unsafe { libc::mknod(cdev.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 5)) },
-        0
-    );
+    let made_dev =
+        unsafe { libc::mknod(cdev.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 5)) };
+    assert_eq!(made_dev, 0);
     for rel in [
         "", "plain", "dir", "sym", "hard", "fifo", "chardev", "made", "madedir", "sparse",
         "madedev",
