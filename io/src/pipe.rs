@@ -154,7 +154,7 @@ pub fn splice(
 
 /// [`splice`] in `lane`: it reaches the kernel after every op submitted into the lane before
 /// it has finished, so its bytes never come between another lane op's (see
-/// [`Lane`](ringleader_executor::Lane)). Use it to send a pipe's pages to a stream socket
+/// [`Lane`]). Use it to send a pipe's pages to a stream socket
 /// that other tasks also send on. A short splice does not fail the lane (only a failed one
 /// does): the caller sends the rest, in a frame ([`Lane::frame`]) held open until then.
 ///
