@@ -99,6 +99,8 @@ fn run(args: Args) -> Result<(), String> {
     // server; the server's own must not apply a second time.
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0) };
+    raise_fd_limit();
+    block_stop_signals();
     let opts = fs::Options {
         readonly: args.readonly,
         ..fs::Options::default()
@@ -165,12 +167,17 @@ fn run(args: Args) -> Result<(), String> {
         }
     });
     match stop {
-        Stop::Unmounted(r) => {
+        Stop::Unmounted(Ok(())) => {
             eprintln!(
                 "fuse_passthrough: {} was unmounted; exiting",
                 args.mount.display()
             );
-            r
+            Ok(())
+        }
+        Stop::Unmounted(Err(e)) => {
+            // /dev/fuse failed under a live mount: leave no dead mount point behind.
+            let _ = mount::unmount(&args.mount, libc::MNT_DETACH);
+            Err(e)
         }
         Stop::Signal => {
             // The cores keep serving while the kernel unmounts (it may still send requests).
@@ -189,6 +196,37 @@ fn run(args: Args) -> Result<(), String> {
             // Dropping the runtime closes the /dev/fuse fds, which ends the connection.
             drop(rt);
             Ok(())
+        }
+    }
+}
+
+/// Block SIGINT and SIGTERM in this thread before any core starts, so every thread
+/// inherits the mask: a signal that comes before the listeners exist (during the mount)
+/// stays pending and is read by them, instead of killing the server with the mount up.
+fn block_stop_signals() {
+    // SAFETY: `set` is plain data, initialised by sigemptyset before use; pthread_sigmask
+    // only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Every node the kernel knows holds an `O_PATH` fd (fs/inodes.rs), so a tree of a few
+/// thousand files needs more than the usual soft limit of 1,024: raise it to the hard limit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a writable rlimit; setrlimit only reads it.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }
