@@ -146,6 +146,24 @@ fn hard_links_symlinks_and_fifos() {
         errno(std::fs::read(m.at("dangling")).unwrap_err()),
         libc::ENOENT
     );
+    // A hard link to a symlink links the symlink, not its target.
+    let l = c(&m.at("s"));
+    let l2 = c(&m.at("s2"));
+    // SAFETY: valid C strings; flags 0: do not follow the symlink.
+    let r = unsafe { libc::linkat(libc::AT_FDCWD, l.as_ptr(), libc::AT_FDCWD, l2.as_ptr(), 0) };
+    assert_eq!(
+        r,
+        0,
+        "link to a symlink: {}",
+        std::io::Error::last_os_error()
+    );
+    let s2 = std::fs::symlink_metadata(m.backing("s2")).unwrap();
+    assert!(s2.file_type().is_symlink());
+    assert_eq!(
+        s2.ino(),
+        std::fs::symlink_metadata(m.backing("s")).unwrap().ino()
+    );
+    std::fs::remove_file(m.at("s2")).unwrap();
     assert!(
         std::fs::symlink_metadata(m.at("s"))
             .unwrap()

@@ -104,6 +104,11 @@ impl Fs {
         };
         let fd = inode.fd.as_raw_fd();
         if s.valid & fattr::MODE != 0 {
+            if inode.is_symlink() {
+                // Through procfs, chmod would follow the link and change its target; Linux
+                // has no mode on a symlink to change.
+                return Err(libc::EOPNOTSUPP);
+            }
             let p = sys::proc_path(&inode.fd);
             // SAFETY: `p` is a valid C string naming the inode through procfs.
             sys::cvt(unsafe { libc::chmod(p.as_ptr(), s.mode & 0o7777) })?;
@@ -330,18 +335,36 @@ impl Fs {
         let (n, _) = name(rest)?;
         let inode = self.inodes.get(l.oldnodeid)?;
         let parent = self.inodes.get(hdr.nodeid)?;
-        let p = sys::proc_path(&inode.fd);
-        // SAFETY: valid C strings and an open directory fd; AT_SYMLINK_FOLLOW follows the
-        // procfs link to the inode itself (a symlink is linked, not its target).
-        sys::cvt(unsafe {
+        // SAFETY: valid C strings and open fds. AT_EMPTY_PATH links the inode the O_PATH
+        // fd holds (a symlink itself, not its target); it needs CAP_DAC_READ_SEARCH.
+        let linked = sys::cvt(unsafe {
             libc::linkat(
-                libc::AT_FDCWD,
-                p.as_ptr(),
+                inode.fd.as_raw_fd(),
+                c"".as_ptr(),
                 parent.fd.as_raw_fd(),
                 n.as_ptr(),
-                libc::AT_SYMLINK_FOLLOW,
+                libc::AT_EMPTY_PATH,
             )
-        })?;
+        });
+        match linked {
+            Ok(_) => {}
+            // Without the capability: through procfs, which reaches the same inode for
+            // every file type but a symlink.
+            Err(libc::ENOENT | libc::EPERM) if !inode.is_symlink() => {
+                let p = sys::proc_path(&inode.fd);
+                // SAFETY: valid C strings and an open directory fd.
+                sys::cvt(unsafe {
+                    libc::linkat(
+                        libc::AT_FDCWD,
+                        p.as_ptr(),
+                        parent.fd.as_raw_fd(),
+                        n.as_ptr(),
+                        libc::AT_SYMLINK_FOLLOW,
+                    )
+                })?;
+            }
+            Err(e) => return Err(e),
+        }
         out.push(&self.lookup_entry(&parent.fd, n)?);
         Ok(())
     }
