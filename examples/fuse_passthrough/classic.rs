@@ -112,6 +112,11 @@ async fn reader(fs: Arc<Fs>, fuse: Rc<OwnedFd>) -> io::Result<()> {
 /// `buf[start..end]` for an op on a backing file, owning that file's fd: the op's data
 /// keeps it (and so the fd number) until the op's final CQE, even if the future is dropped
 /// first and the handle is released meanwhile.
+///
+/// Invariants (kept by `read_into` and `write_from`, never changed while an op owns the
+/// value): `start <= buf.len()` and `end <= buf.capacity()`. A write's range is
+/// initialised (`end <= buf.len()`); a read's lies past `buf.len()` and need not be, and
+/// the read's completion extends `buf.len()` over what the kernel filled.
 struct Backed {
     buf: Vec<u8>,
     start: usize,
@@ -119,28 +124,43 @@ struct Backed {
     _fd: Arc<OwnedFd>,
 }
 
+impl Backed {
+    fn ptr(&self) -> *const u8 {
+        // SAFETY: `start <= len <= capacity`: the offset stays within (or one past) the
+        // Vec's allocation.
+        unsafe { self.buf.as_ptr().add(self.start) }
+    }
+}
+
 // SAFETY: the pointer is into the Vec's heap buffer, which does not move with `Backed`;
-// `start..end` is within the Vec's initialised length (kept by the constructors below and
-// never changed while an op owns the value).
+// the `bytes_init` bytes after it are below `buf.len()`, so initialised.
 unsafe impl IoBuf for Backed {
     fn stable_ptr(&self) -> *const u8 {
-        self.buf[self.start..].as_ptr()
+        self.ptr()
     }
     fn bytes_init(&self) -> usize {
-        self.end - self.start
+        self.buf.len().min(self.end) - self.start
     }
     fn bytes_total(&self) -> usize {
         self.end - self.start
     }
 }
 
-// SAFETY: as for `IoBuf`; all of `start..end` is initialised (zeroed) before the op, so
-// `set_init` has nothing to record.
+// SAFETY: as for `IoBuf`, and the `bytes_total` bytes after the pointer are within the
+// Vec's capacity, so writable; `set_init` extends the length only over bytes the kernel
+// wrote, which follow the initialised `..start` directly.
 unsafe impl IoBufMut for Backed {
     fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.buf[self.start..].as_mut_ptr()
+        self.ptr().cast_mut()
     }
-    unsafe fn set_init(&mut self, _n: usize) {}
+    unsafe fn set_init(&mut self, n: usize) {
+        if self.start + n > self.buf.len() {
+            // SAFETY: the caller (the op's completion) says the kernel initialised the `n`
+            // bytes after `start`, and `start <= len`, so `..start + n` is initialised;
+            // `start + n <= end <= capacity`.
+            unsafe { self.buf.set_len(self.start + n) };
+        }
+    }
 }
 
 /// A READ's data: up to `io.len` bytes from the backing file, appended to `out`'s payload
@@ -148,7 +168,8 @@ unsafe impl IoBufMut for Backed {
 async fn read_into(io: DataIo, out: Reply) -> (Result<(), i32>, Reply) {
     let mut frame = out.into_vec();
     let start = frame.len();
-    frame.resize(start + io.len, 0);
+    // Room for the data without zeroing it: the read fills it and sets the length.
+    frame.reserve(io.len);
     let mut done = 0;
     let mut result = Ok(());
     while done < io.len {
@@ -166,7 +187,10 @@ async fn read_into(io: DataIo, out: Reply) -> (Result<(), i32>, Reply) {
         frame = b.buf;
         match r {
             Ok(0) => break,
-            Ok(n) => done += n,
+            Ok(n) => {
+                done += n;
+                debug_assert_eq!(frame.len(), start + done);
+            }
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) => {
                 if done == 0 {
