@@ -54,6 +54,8 @@ fn fallocate_punch_hole_and_seek_data_hole() {
     );
     f.sync_all().unwrap();
     f.sync_data().unwrap();
+    // FSYNCDIR: an fsync of a directory of the mount.
+    std::fs::File::open(&m.mnt).unwrap().sync_all().unwrap();
 }
 
 #[test]
