@@ -1,13 +1,18 @@
 //! `Builder::spin_before_park`: a core that runs out of work keeps reaping for the spin time
 //! before it blocks, so a completion arriving within it is taken without a blocking wait; one
-//! arriving later is still taken, after the spin parked.
+//! arriving later is still taken, after the spin parked. (The fixed mode, which spins the
+//! whole bound every time; the adaptive default is in `executor_adaptive_spin.rs`.)
 
 use std::time::Duration;
 
 use ringleader::Builder;
 
 fn waits_and_parks(spin: Duration, sleep: Duration) -> (u64, u64) {
-    let rt = Builder::new().spin_before_park(spin).build_local().unwrap();
+    let rt = Builder::new()
+        .spin_before_park(spin)
+        .spin_fixed(true)
+        .build_local()
+        .unwrap();
     rt.block_on(async move {
         let before = ringleader::runtime::stats();
         ringleader::time::sleep(sleep).await;

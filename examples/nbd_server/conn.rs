@@ -365,13 +365,17 @@ impl Reader<'_> {
         let framing = self.session.framing;
         let to = req.reply_to(framing);
         let path = self.session.read_path;
-        let read_len = if req.kind == CMD_READ { req.len as usize } else { 0 };
+        let read_len = if req.kind == CMD_READ {
+            req.len as usize
+        } else {
+            0
+        };
         let splice_read = req.kind == CMD_READ
             && read_len >= path.splice_min
             && read_len <= splice::PIPE_CAPACITY
             && self.export.splice_reads;
-        let group_stream = (req.kind == CMD_READ && read_len >= path.group_min)
-            .then(|| Rc::clone(self.stream));
+        let group_stream =
+            (req.kind == CMD_READ && read_len >= path.group_min).then(|| Rc::clone(self.stream));
         let task = async move {
             let fua = req.flags & CMD_FLAG_FUA != 0;
             let (pos, len) = (req.offset, req.len);

@@ -46,9 +46,27 @@ pub(crate) struct Core {
     pub(crate) shared: Arc<Shared>,
     pub(crate) cores: RefCell<Option<CoreTable>>,
     tick_budget: usize,
-    /// Keep reaping this long before blocking for a completion (0: block at once).
-    spin: Duration,
+    /// The spin before blocking for a completion (see [`Core::spin_for_work`]).
+    spin: Spin,
 }
+
+/// Spin-before-park: its bound, and the adaptive mode's state.
+struct Spin {
+    /// The longest spin (0: block at once).
+    max: Duration,
+    /// Spin `max` every time, not adaptively.
+    fixed: bool,
+    /// What the next spin may take: `max` while spinning pays, halved by each spin that
+    /// found nothing.
+    budget: Cell<Duration>,
+    /// Idle periods still to sit out (no spin) since a spin lost its CPU.
+    holdoff: Cell<u32>,
+}
+
+/// Idle periods without a spin after one that lost its CPU to another thread.
+const SPIN_HOLDOFF: u32 = 128;
+/// Spin budgets below this are not worth a spin.
+const SPIN_MIN: Duration = Duration::from_micros(2);
 
 /// Work a drop could not do because the driver was borrowed further up the stack (user code
 /// running inside a driver call: a waker's clone or drop, a `with_submitter` closure). The
@@ -68,6 +86,7 @@ pub(crate) enum Deferred {
 pub(crate) struct Tuning {
     pub(crate) tick_budget: usize,
     pub(crate) spin: Duration,
+    pub(crate) spin_fixed: bool,
 }
 
 impl Core {
@@ -90,7 +109,12 @@ impl Core {
             shared,
             cores: RefCell::new(None),
             tick_budget: tuning.tick_budget.max(1),
-            spin: tuning.spin,
+            spin: Spin {
+                max: tuning.spin,
+                fixed: tuning.spin_fixed,
+                budget: Cell::new(tuning.spin),
+                holdoff: Cell::new(0),
+            },
         }))
     }
 
@@ -188,24 +212,59 @@ impl Core {
         self.wake_completed();
         let idle = || self.queue.borrow().is_empty() && !main_ready() && !self.shared.has_pending();
         let mut wait = idle();
-        if wait && !self.spin.is_zero() {
-            wait = self.spin_for_work(&idle);
+        let mut idle_since = None;
+        if wait && !self.spin.max.is_zero() {
+            idle_since = self.spin_for_work(&idle);
+            wait = idle_since.is_some();
         }
         let res = self.driver.borrow_mut().submit_and_wait(wait);
         if let Err(e) = res {
             panic!("ringleader: io_uring_enter failed, the ring is unusable: {e}");
         }
+        if let Some(since) = idle_since {
+            self.after_park(since.elapsed());
+        }
         self.wake_completed();
     }
 
     /// Before parking: submit and reap without blocking until a completion, a task or a
-    /// cross-core wake-up shows up, or the spin time is over. Returns whether the core should
-    /// still block. A request/response peer (a client at queue depth 1) answers within a few
-    /// tens of microseconds: catching that without sleeping saves the wake-up of a parked
-    /// thread on every request, at the price of up to `spin` of busy CPU per idle period.
-    fn spin_for_work(&self, idle: &impl Fn() -> bool) -> bool {
-        let deadline = Instant::now() + self.spin;
-        loop {
+    /// cross-core wake-up shows up, or the spin time is over. Returns `None` if work showed
+    /// up, else when the core went idle (it should now block). A request/response peer (a
+    /// client at queue depth 1) answers within a few tens of microseconds: catching that
+    /// without sleeping saves the wake-up of a parked thread on every request, at the price
+    /// of busy CPU while the core waits.
+    ///
+    /// # Adaptive mode (the default)
+    ///
+    /// A spin only pays when its CPU would otherwise sit idle and the wait is short. So:
+    ///
+    /// - a spin that found nothing halves the next one's budget; a park whose wait turned
+    ///   out shorter than the bound (a spin would have caught it) restores it: a core whose
+    ///   waits are long (an idle server, a slow peer) soon stops spinning;
+    /// - a spin that lost its CPU (its thread's CPU time fell well short of the time it
+    ///   spun: another runnable thread needed this CPU, such as the io-wq worker doing the
+    ///   very write the core waits for) turns spinning off for the next [`SPIN_HOLDOFF`] idle
+    ///   periods: spinning there only delays the work and burns CPU per request.
+    ///
+    /// Each spin reads the thread's CPU clock twice (two syscalls, well under a
+    /// microsecond); a held-off core reads none.
+    fn spin_for_work(&self, idle: &impl Fn() -> bool) -> Option<Instant> {
+        let start = Instant::now();
+        let spin = &self.spin;
+        let budget = if spin.fixed {
+            spin.max
+        } else if spin.holdoff.get() > 0 {
+            spin.holdoff.set(spin.holdoff.get() - 1);
+            Duration::ZERO
+        } else {
+            spin.budget.get()
+        };
+        if budget < SPIN_MIN && !spin.fixed {
+            return Some(start);
+        }
+        let cpu_start = (!spin.fixed).then(thread_cpu_time);
+        let deadline = start + budget;
+        let found = loop {
             let res = self.driver.borrow_mut().submit_and_wait(false);
             if let Err(e) = res {
                 panic!("ringleader: io_uring_enter failed, the ring is unusable: {e}");
@@ -216,17 +275,40 @@ impl Core {
                     || !d.ops.graveyard.is_empty()
                     || !self.deferred.borrow().is_empty()
                 {
-                    return false;
+                    break true;
                 }
             }
             if !idle() {
-                return false;
+                break true;
             }
             if Instant::now() >= deadline {
                 self.driver.borrow_mut().stats.spin_parks += 1;
-                return true;
+                break false;
             }
             std::hint::spin_loop();
+        };
+        if let Some(cpu_start) = cpu_start {
+            let wall = start.elapsed();
+            let cpu = thread_cpu_time().saturating_sub(cpu_start);
+            if wall > cpu + wall / 4 + SPIN_MIN {
+                // Preempted while spinning: the CPU had other work.
+                spin.holdoff.set(SPIN_HOLDOFF);
+                self.driver.borrow_mut().stats.spin_holdoffs += 1;
+            } else if found {
+                spin.budget.set(spin.max);
+            } else {
+                spin.budget.set(budget / 2);
+            }
+        }
+        (!found).then_some(start)
+    }
+
+    /// After a park that began `idle` ago: if a spin would have caught the wake-up, spin
+    /// again next time (adaptive mode).
+    fn after_park(&self, idle: Duration) {
+        let spin = &self.spin;
+        if !spin.fixed && spin.holdoff.get() == 0 && idle <= spin.max {
+            spin.budget.set(spin.max);
         }
     }
 
@@ -341,4 +423,15 @@ impl Wake for MainWaker {
             }
         }
     }
+}
+
+/// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the call writes nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

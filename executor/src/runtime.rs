@@ -32,6 +32,7 @@ pub struct Builder {
     pin: bool,
     tick_budget: usize,
     spin: Duration,
+    spin_fixed: bool,
     name: String,
 }
 
@@ -53,6 +54,7 @@ impl Builder {
             pin: true,
             tick_budget: 256,
             spin: Duration::ZERO,
+            spin_fixed: false,
             name: "ringleader-core".to_owned(),
         }
     }
@@ -132,9 +134,17 @@ impl Builder {
     }
     /// Before a core parks (blocks in `io_uring_enter` for a completion), keep submitting
     /// and reaping for up to `spin` (default 0: park at once). Request/response traffic at
-    /// low queue depth then finds its next completion without a sleep and a wake-up, at the
-    /// price of up to `spin` of busy CPU each time the core runs out of work;
-    /// [`Stats::spin_parks`](crate::Stats::spin_parks) counts the spins that found nothing.
+    /// low queue depth then finds its next completion without a sleep and a wake-up.
+    ///
+    /// The spin is adaptive: it only goes on while it pays. A spin that finds nothing halves
+    /// the next one (a park whose wait turns out shorter than `spin` restores it), and a
+    /// spin that loses its CPU to another thread (an io-wq worker doing the write the core
+    /// waits for, another process pinned to the same CPU) turns spinning off for the next
+    /// 128 idle periods. So a saturated or mostly idle core spends about what it would
+    /// without spinning, and a client at queue depth 1 keeps the latency gain.
+    /// [`Stats::spin_parks`](crate::Stats::spin_parks) counts the spins that found nothing,
+    /// [`Stats::spin_holdoffs`](crate::Stats::spin_holdoffs) those that lost their CPU;
+    /// [`Builder::spin_fixed`] spins the whole bound every time.
     ///
     /// ```
     /// use std::time::Duration;
@@ -146,6 +156,23 @@ impl Builder {
     /// ```
     pub fn spin_before_park(mut self, spin: Duration) -> Self {
         self.spin = spin;
+        self
+    }
+    /// Spin the whole [`Builder::spin_before_park`] bound every time the core runs out of
+    /// work, without adapting (default off). For measurements, and for a core that owns its
+    /// CPU and must answer as fast as it can whatever the cost.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = ringleader::Builder::new()
+    ///     .spin_before_park(Duration::from_micros(20))
+    ///     .spin_fixed(true)
+    ///     .build_local()
+    ///     .unwrap();
+    /// rt.block_on(async { ringleader::ops::nop().await.unwrap() });
+    /// ```
+    pub fn spin_fixed(mut self, yes: bool) -> Self {
+        self.spin_fixed = yes;
         self
     }
     /// At most `n` task polls per tick (default 256; 0 counts as 1) before the core submits
@@ -179,6 +206,7 @@ impl Builder {
         Tuning {
             tick_budget: self.tick_budget,
             spin: self.spin,
+            spin_fixed: self.spin_fixed,
         }
     }
 

@@ -45,6 +45,9 @@ pub struct Stats {
     /// Spins before parking ([`crate::Builder::spin_before_park`]) that found nothing to do
     /// and parked.
     pub spin_parks: u64,
+    /// Spins that lost their CPU to another thread, after which the adaptive spin sat out
+    /// the next idle periods (see [`crate::Builder::spin_before_park`]).
+    pub spin_holdoffs: u64,
     /// Op, group and stream futures dropped while the driver was borrowed further up the
     /// stack (inside a waker's clone or drop, or a `with_submitter` closure): their resources
     /// were handed to the event loop, which parks and cancels them at its next tick, so they
