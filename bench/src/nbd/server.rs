@@ -12,16 +12,18 @@ pub enum Server {
     Ringleader,
     RingleaderRingWrites,
     RingleaderBatchReads,
+    RingleaderGroupReads,
     QemuNbdUring,
     QemuNbdThreads,
     Nbdkit,
 }
 
 impl Server {
-    pub const ALL: [Server; 6] = [
+    pub const ALL: [Server; 7] = [
         Server::Ringleader,
         Server::RingleaderRingWrites,
         Server::RingleaderBatchReads,
+        Server::RingleaderGroupReads,
         Server::QemuNbdUring,
         Server::QemuNbdThreads,
         Server::Nbdkit,
@@ -40,6 +42,7 @@ impl Server {
             Server::Ringleader => "ringleader",
             Server::RingleaderRingWrites => "ringleader-ring-writes",
             Server::RingleaderBatchReads => "ringleader-batch-reads",
+            Server::RingleaderGroupReads => "ringleader-group-reads",
             Server::QemuNbdUring => "qemu-nbd-io_uring",
             Server::QemuNbdThreads => "qemu-nbd-threads",
             Server::Nbdkit => "nbdkit",
@@ -53,14 +56,20 @@ impl Server {
     pub fn is_ringleader(self) -> bool {
         matches!(
             self,
-            Server::Ringleader | Server::RingleaderRingWrites | Server::RingleaderBatchReads
+            Server::Ringleader
+                | Server::RingleaderRingWrites
+                | Server::RingleaderBatchReads
+                | Server::RingleaderGroupReads
         )
     }
 
     /// The program a peer needs on `PATH`; empty for ringleader.
     pub fn tool(self) -> &'static str {
         match self {
-            Server::Ringleader | Server::RingleaderRingWrites | Server::RingleaderBatchReads => "",
+            Server::Ringleader
+            | Server::RingleaderRingWrites
+            | Server::RingleaderBatchReads
+            | Server::RingleaderGroupReads => "",
             Server::QemuNbdUring | Server::QemuNbdThreads => "qemu-nbd",
             Server::Nbdkit => "nbdkit",
         }
@@ -199,6 +208,9 @@ fn start_ringleader(server: Server, l: &Launch<'_>, img: &str) -> Result<Running
         }
         Server::RingleaderBatchReads => {
             cmd.args(["--read-path", "batch"]);
+        }
+        Server::RingleaderGroupReads => {
+            cmd.args(["--read-path", "group"]);
         }
         _ => {}
     }
