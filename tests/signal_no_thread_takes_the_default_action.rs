@@ -6,9 +6,10 @@
 //! which inherit a core's), and plain threads such as this test's.
 //!
 //! Checked from `/proc/self/task/*/status`: the process catches SIGTERM (so no thread can
-//! take the default action, now or later); io-wq workers block it. And by deliveries: a
-//! SIGTERM to the process, and one directed at each thread that does not block it, all
-//! reach the listener, and the process lives.
+//! take the default action, now or later); io-wq workers, every core and pool threads
+//! started from a core block it; pool threads started before keep their mask. And by
+//! deliveries: a SIGTERM to the process, and one directed at each thread that does not
+//! block it, all reach the listener, and the process lives.
 
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
@@ -100,19 +101,27 @@ fn every_thread_blocks_sigterm_or_passes_it_on() {
     let (listening_tx, listening) = mpsc::channel::<()>();
     let (done_tx, done) = ringleader::sync::oneshot::channel::<()>();
     let core0 = rt.spawn_on(0, move || async move {
-        let hold = |tids: mpsc::Sender<_>, what, release: std::sync::Arc<_>| {
-            ringleader::spawn_blocking(move || {
+        // A pool job that reports its thread, then holds that thread until the test ends.
+        // Awaiting `started` makes sure the job runs on a thread that exists by then (the
+        // pool could otherwise hand it to a thread started later).
+        let hold = |what, release: std::sync::Arc<std::sync::Mutex<mpsc::Receiver<()>>>| {
+            let tids = tids_tx.clone();
+            let (started_tx, started) = ringleader::sync::oneshot::channel();
+            let job = ringleader::spawn_blocking(move || {
                 tids.send((what, gettid())).unwrap();
-                let r: &std::sync::Mutex<mpsc::Receiver<()>> = &release;
-                let _ = r.lock().unwrap().recv();
-            })
+                let _ = started_tx.send(());
+                let _ = release.lock().unwrap().recv();
+            });
+            (job, started)
         };
-        let early = hold(tids_tx.clone(), "early pool thread", release.clone());
+        let (early, started) = hold("early pool thread", release.clone());
+        started.await.unwrap();
         let pipe_a = park_an_iowq_worker().await;
         ringleader::yield_now().await;
 
         let mut term = signal(SignalKind::terminate()).unwrap();
-        let late = hold(tids_tx.clone(), "late pool thread", release.clone());
+        let (late, started) = hold("late pool thread", release.clone());
+        started.await.unwrap();
         let pipe_b = park_an_iowq_worker().await;
         ringleader::yield_now().await;
         listening_tx.send(()).unwrap();
@@ -169,6 +178,46 @@ fn every_thread_blocks_sigterm_or_passes_it_on() {
         );
     }
 
+    // Every core blocks it: core 0 in signal(), core 1 when the message core 0 sent it runs
+    // (a moment later). Wait for that: a signal directed at core 1 once it blocks it would
+    // wait in core 1's own queue, which only a listener on core 1 reads (see the module
+    // docs of ringleader::signal).
+    let mut cores = Vec::new();
+    for _ in 0..2000 {
+        cores = threads(SIG)
+            .into_iter()
+            .filter(|t| t.name.starts_with("ringleader-core"))
+            .collect();
+        if cores.iter().all(|t| t.blocks) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(cores.len(), 2);
+    assert!(cores.iter().all(|t| t.blocks), "every core blocks SIGTERM");
+
+    // The masks, read before any delivery: a thread running the handler blocks the signal
+    // while it does.
+    let early = pool
+        .iter()
+        .find(|(w, _)| *w == "early pool thread")
+        .unwrap()
+        .1;
+    assert!(
+        threads(SIG).iter().any(|t| t.tid == early && !t.blocks),
+        "a pool thread started before signal() keeps its mask"
+    );
+    let late = pool
+        .iter()
+        .find(|(w, _)| *w == "late pool thread")
+        .unwrap()
+        .1;
+    assert!(
+        threads(SIG).iter().any(|t| t.tid == late && t.blocks),
+        "a pool thread started from a core after signal() inherits the core's mask"
+    );
+    assert!(threads(SIG).iter().any(|t| t.tid == gettid() && !t.blocks));
+
     let wait_ack = |what: &str| {
         acks.recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("the listener never saw the SIGTERM sent to {what}"));
@@ -178,7 +227,6 @@ fn every_thread_blocks_sigterm_or_passes_it_on() {
     assert_eq!(unsafe { libc::kill(libc::getpid(), SIG) }, 0);
     wait_ack("the process");
     // To each thread that does not block it: its handler passes it on to core 0.
-    let me = gettid();
     let mut directed = 0;
     for t in threads(SIG) {
         if !t.blocks {
@@ -191,16 +239,6 @@ fn every_thread_blocks_sigterm_or_passes_it_on() {
         directed >= 2,
         "this thread and the early pool thread let it through"
     );
-    let early = pool
-        .iter()
-        .find(|(w, _)| *w == "early pool thread")
-        .unwrap()
-        .1;
-    assert!(
-        threads(SIG).iter().any(|t| t.tid == early && !t.blocks),
-        "a pool thread started before signal() keeps its mask"
-    );
-    assert!(threads(SIG).iter().any(|t| t.tid == me && !t.blocks));
 
     done_tx.send(()).unwrap();
     drop(release_tx);
