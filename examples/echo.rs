@@ -28,7 +28,9 @@
 //!   `io_uring_enter`. A core that sleeps
 //!   between two requests must be woken by the sender's CPU (a cross-CPU wake-up, expensive
 //!   on a VM), and that cost lands on whoever sends, for every chunk that finds it asleep.
-//!   The core goes back to sleep once the traffic stops, so an idle server uses no CPU.
+//!   The core goes back to sleep once the traffic stops, so an idle server uses no CPU, and
+//!   the spin is adaptive: it stops while spins find nothing or lose their CPU to another
+//!   thread, so a saturated core does not pay for it.
 //!
 //! Every SQE pushed while the core runs its ready tasks goes to the kernel in the core's one
 //! `io_uring_enter` per tick, together with the receives' deferred task work.
@@ -121,8 +123,10 @@ USAGE: echo [OPTIONS]
   --listen ADDR          address to listen on (port 0: the kernel picks one)
                          [default: 127.0.0.1:7878]
   --cores N              cores (threads, rings, SO_REUSEPORT listeners) [default: all CPUs]
-  --spin-us US           when a core runs out of work, poll the ring for US microseconds
-                         before sleeping in the kernel (0: sleep at once) [default: 50]
+  --spin-us US           when a core runs out of work, poll the ring for up to US
+                         microseconds before sleeping in the kernel (0: sleep at once);
+                         adaptive: no spin while spins find nothing or lose the CPU
+                         [default: 50]
   --max-connections N    connections open at once, over all cores; more clients wait in the
                          listen backlog until one ends [default: 10000]
   --idle-timeout DUR     close a connection on which nothing was received and no echo sent

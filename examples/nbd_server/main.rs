@@ -127,9 +127,11 @@ USAGE: nbd_server [OPTIONS]
                         64 KiB (one send for many small replies beats a send each), splice
                         above it, group where splice cannot be used (--direct, reads above
                         1 MiB, no pipe to be had) [default: auto]
-  --spin-us US          before a core parks, keep reaping for US microseconds, so a
+  --spin-us US          before a core parks, keep reaping for up to US microseconds, so a
                         client at low queue depth is served without a sleep and wake-up
-                        per request (measured at QD 1: 1.5-2x the IOPS of 0) [default: 50]
+                        per request (measured at QD 1: 1.5-2x the IOPS of 0); adaptive:
+                        the core stops spinning while spins find nothing or lose the CPU
+                        to other threads (io-wq writes) [default: 50]
 
 Limits (durations: 10s, 500ms, 5m, 1h; docs/operating.md says what a client sees):
   --handshake-timeout D a client that has not finished the handshake after D is closed
