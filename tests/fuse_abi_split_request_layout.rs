@@ -3,7 +3,6 @@
 //! requests from /dev/fuse split into header, arg 0 and rest, and short structs
 //! zero-extended. No mount needed.
 
-#[allow(dead_code)]
 #[path = "../examples/fuse_passthrough/abi.rs"]
 mod abi;
 
