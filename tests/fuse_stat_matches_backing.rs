@@ -197,3 +197,60 @@ fn nix_statvfs(p: &Path) -> libc::statvfs {
     assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
     s
 }
+
+/// A file, directory, symlink or FIFO an unprivileged caller makes through the mount
+/// belongs to that caller on the backing file system too (the server, root, makes it and
+/// hands it over), and the kernel's permission checks (`default_permissions`) refuse what
+/// the backing modes refuse.
+#[test]
+fn what_other_users_create_belongs_to_them() {
+    if !can_mount() || !have("setpriv") {
+        return;
+    }
+    let m = Mount::start("owner", &[]);
+    std::fs::create_dir(m.at("pub")).unwrap();
+    std::fs::create_dir(m.at("private")).unwrap();
+    let (p, q) = (path_c(&m.at("pub")), path_c(&m.at("private")));
+    // SAFETY: valid C strings.
+    unsafe {
+        assert_eq!(libc::chmod(p.as_ptr(), 0o1777), 0);
+        assert_eq!(libc::chmod(q.as_ptr(), 0o700), 0);
+    }
+    let as_nobody = |script: &str| {
+        run(std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+            ])
+            .arg(script))
+    };
+    let pub_dir = m.at("pub");
+    let out = as_nobody(&format!(
+        "cd {} && echo hi > f && mkdir d && ln -s f s && mkfifo p",
+        pub_dir.display()
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for rel in ["pub/f", "pub/d", "pub/s", "pub/p"] {
+        let st = lstat(&m.backing(rel));
+        assert_eq!(
+            (st.st_uid, st.st_gid),
+            (65534, 65534),
+            "{rel} on the backing side"
+        );
+        assert_same(&m, rel);
+    }
+    let out = as_nobody(&format!("touch {}/x", m.at("private").display()));
+    assert!(
+        !out.status.success(),
+        "a 0700 root directory refuses nobody"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    assert!(!m.backing("private/x").exists());
+}
