@@ -1,9 +1,9 @@
 //! fsx in miniature: thousands of random writes, reads, truncates (down and up), hole
-//! punches, fsyncs, reopens and mmap reads on one file through the mount, each checked
-//! against an in-memory model of what the file must hold; at the end the backing file
-//! equals the model. A lost or misplaced write, a stale page after a truncate, a short
-//! read before the end or a wrong size after any step fails the test at that step, with
-//! the seed and step number to replay it.
+//! punches, fsyncs, reopens, and reads and writes through a shared mmap on one file
+//! through the mount, each checked against an in-memory model of what the file must hold;
+//! at the end the backing file equals the model. A lost or misplaced write, a stale page
+//! after a truncate, a short read before the end or a wrong size after any step fails the
+//! test at that step, with the seed and step number to replay it.
 
 mod fuse_common;
 
@@ -113,15 +113,22 @@ fn run(seed: u64) {
                 f = open(&m);
             }
             90..=94 if !model.is_empty() => {
-                // A shared read-only map sees the same bytes (the page cache path).
+                // A shared map sees the same bytes (the page cache path); some steps also
+                // write through it, and msync sends the dirty pages to the server.
                 let len = model.len();
-                // SAFETY: a fresh read-only shared mapping of `len` bytes of an open file;
-                // unmapped below, and nothing truncates the file while it is read.
-                unsafe {
+                let write = rng.below(2) == 0;
+                let off = rng.below(len as u64) as usize;
+                let n = (1 + rng.below(4096) as usize).min(len - off);
+                let data = pseudo_random(n, rng.next());
+                let prot = libc::PROT_READ | if write { libc::PROT_WRITE } else { 0 };
+                // SAFETY: a fresh shared mapping of `len` bytes of a file open for reading
+                // and writing, of at least that size; only this thread touches the file
+                // while it is mapped, and it is unmapped before the next step.
+                let same = unsafe {
                     let p = libc::mmap(
                         std::ptr::null_mut(),
                         len,
-                        libc::PROT_READ,
+                        prot,
                         libc::MAP_SHARED,
                         f.as_raw_fd(),
                         0,
@@ -132,13 +139,21 @@ fn run(seed: u64) {
                         "mmap: {}",
                         std::io::Error::last_os_error()
                     );
-                    let mapped = std::slice::from_raw_parts(p as *const u8, len);
+                    let mapped = std::slice::from_raw_parts_mut(p as *mut u8, len);
                     let same = mapped == &model[..];
+                    if write {
+                        mapped[off..off + n].copy_from_slice(&data);
+                        assert_eq!(libc::msync(p, len, libc::MS_SYNC), 0);
+                    }
                     libc::munmap(p, len);
-                    assert!(
-                        same,
-                        "seed {seed} step {step}: the mapping differs from the model"
-                    );
+                    same
+                };
+                assert!(
+                    same,
+                    "seed {seed} step {step}: the mapping differs from the model"
+                );
+                if write {
+                    model[off..off + n].copy_from_slice(&data);
                 }
             }
             _ => {
