@@ -13,6 +13,8 @@
 //!   loop on a ring set up exactly like ringleader's (the limit a runtime can approach).
 //! - [`spawn`]: the cost of spawning and joining a trivial task, on ringleader, tokio's
 //!   current-thread runtime and async-executor's `LocalExecutor`.
+//! - [`procfs`]: a server process's CPU time and how busy the CPUs are, for the benches that
+//!   run servers as child processes (`echo`, `nbd`).
 //!
 //! # Invariants
 //!
@@ -24,5 +26,6 @@
 pub mod measure;
 pub mod nop;
 pub mod pin;
+pub mod procfs;
 pub mod spawn;
 pub mod table;

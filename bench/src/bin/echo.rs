@@ -4,9 +4,9 @@
 //! Each server runs as its own process pinned to one CPU; the load generator (one raw
 //! io_uring, 100 connections, one request in flight each) runs here, pinned to another. For
 //! every message size and server: a fresh server, a warm-up, a measured window; `--runs`
-//! times, interleaved across servers. The table shows the median of the runs' req/s and p99
-//! with `[min .. max]`, and the ratio of medians to tokio current_thread. See
-//! `bench/README.md`.
+//! times, interleaved across servers. The table shows the median of the runs' req/s, p99 and
+//! server CPU time per request with `[min .. max]`, and the ratios of medians to tokio
+//! current_thread. See `bench/README.md`.
 
 #[path = "../echo/mod.rs"]
 mod echo;
@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use echo::Server;
 use echo::client::{self, Load, Outcome};
-use echo::cpu::{self, Snapshot};
-use ringleader_bench::pin;
+use echo::cpu::{Snapshot, Usage};
 use ringleader_bench::table::{Table, ratio, si};
+use ringleader_bench::{pin, procfs};
 
 const USAGE: &str = "\
 usage: echo [--runs R] [--quick] [--secs S] [--warmup S] [--conns N] [--sizes B,B..]
@@ -30,10 +30,14 @@ usage: echo [--runs R] [--quick] [--secs S] [--warmup S] [--conns N] [--sizes B,
 Echo round trips (send N bytes, wait for N back) from 100 connections against ringleader's
 examples/echo and idiomatic echo servers on tokio (current_thread, multi_thread with 1
 worker), monoio, glommio and compio; the server on one CPU, the load generator on another.
-Prints req/s and p99 latency per server and message size, and the ratio to tokio-ct.
+Prints per server and message size req/s, p99 latency and the server's CPU time per request
+(utime + stime of all its threads over the measured window, divided by the requests
+completed in it: efficiency whatever the load generator's speed), and the ratios of
+req/s and of CPU per request to tokio-ct.
 
   --runs R              measured runs per cell, each with a fresh server (default 3); the
-                        table shows the median with [min .. max]
+                        table shows the median with [min .. max]; a run's CPU per request
+                        is good to one 10 ms tick of server CPU time (1 % of a busy 1 s)
   --quick               1 run of 1 s after 0.3 s of warm-up (smoke test)
   --secs S              measured window per run, seconds (default 3)
   --warmup S            warm-up per run before the window, seconds (default 1)
@@ -206,14 +210,23 @@ fn build_ringleader_echo() -> Result<PathBuf, String> {
 #[derive(Clone, Debug)]
 struct Run {
     out: Outcome,
-    /// Percent of the two CPUs taken by other processes / stolen by the hypervisor.
-    others: f64,
-    steal: f64,
+    /// Over the measured window: the server's CPU time, and the percent of the two CPUs
+    /// taken by other processes / stolen by the hypervisor.
+    usage: Usage,
 }
 
 impl Run {
     fn rate(&self) -> f64 {
         self.out.rate()
+    }
+
+    /// Microseconds of server CPU time (all threads) per request completed in the window.
+    fn cpu_us(&self) -> f64 {
+        self.usage.server_cpu * 1e6 / self.out.requests as f64
+    }
+
+    fn others(&self) -> f64 {
+        self.usage.others
     }
 
     fn p99_us(&self) -> f64 {
@@ -330,19 +343,19 @@ fn clean_run(
 ) -> Result<Run, String> {
     let mut attempt = 0;
     loop {
-        if !args.quiet_wait.is_zero()
-            && !cpu::wait_quiet(cpus, MAX_OTHERS, args.quiet_wait).unwrap_or(true)
-        {
+        if !args.quiet_wait.is_zero() && !procfs::wait_quiet(cpus, MAX_OTHERS, args.quiet_wait) {
             eprintln!("echo: the CPUs are busy with other work; running anyway");
         }
         let run = one_run(server, cpus, ringleader_bin, bench_exe, load)?;
-        let disturbed = run.others > MAX_OTHERS;
+        let disturbed = run.others() > MAX_OTHERS;
         eprintln!(
-            "echo: {label} {:>10.0} req/s  p99 {:>8.1} us  others {:>4.1}%  steal {:>4.1}%{}",
+            "echo: {label} {:>10.0} req/s  p99 {:>8.1} us  cpu {:>5.2} us/req  others {:>4.1}%  \
+             steal {:>4.1}%{}",
             run.rate(),
             run.p99_us(),
-            run.others,
-            run.steal,
+            run.cpu_us(),
+            run.usage.others,
+            run.usage.steal,
             if disturbed && attempt < RETRIES && !args.quiet_wait.is_zero() {
                 "  (disturbed: redone)"
             } else {
@@ -357,6 +370,7 @@ fn clean_run(
 }
 
 /// Start `server` on `cpus[0]`, load it from this thread (already on `cpus[1]`), stop it.
+/// The CPU figures are snapshots taken by the load generator as its window opens and closes.
 fn one_run(
     server: Server,
     cpus: &[usize; 2],
@@ -367,16 +381,20 @@ fn one_run(
     let mut proc = server
         .start(cpus[0], ringleader_bin, bench_exe)
         .map_err(|e| e.to_string())?;
-    let pids = [proc.pid(), std::process::id()];
-    let before = Snapshot::take(cpus, &pids).map_err(|e| format!("reading /proc: {e}"))?;
-    let out = client::run(proc.addr(), load).map_err(|e| e.to_string());
-    let after = Snapshot::take(cpus, &pids).map_err(|e| format!("reading /proc: {e}"))?;
+    let pid = proc.pid();
+    let mut edges = Vec::with_capacity(2);
+    let out = client::run(proc.addr(), load, &mut || {
+        edges.push(Snapshot::take(cpus, pid));
+    })
+    .map_err(|e| e.to_string());
     proc.check_running().map_err(|e| e.to_string())?;
-    let (others, steal) = before.others_since(&after);
+    let out = out?;
+    let [before, after] = <[_; 2]>::try_from(edges)
+        .map_err(|v| format!("{} window edges instead of 2", v.len()))?
+        .map(|s| s.map_err(|e| format!("reading /proc: {e}")));
     Ok(Run {
-        out: out?,
-        others,
-        steal,
+        out,
+        usage: before?.until(&after?),
     })
 }
 
@@ -399,74 +417,106 @@ fn spread(runs: &[Run], f: impl Fn(&Run) -> f64) -> (f64, f64, f64) {
     (median(&v), lo, hi)
 }
 
-fn median_rate(cell: &Cell) -> Option<f64> {
+/// The median of `f` over a cell's runs; `None` for a failed or empty cell.
+fn median_of(cell: &Cell, f: impl Fn(&Run) -> f64) -> Option<f64> {
     match cell {
-        Ok(runs) if !runs.is_empty() => Some(spread(runs, Run::rate).0),
+        Ok(runs) if !runs.is_empty() => Some(spread(runs, f).0),
         _ => None,
     }
 }
 
 fn table(servers: &[Server], cells: &[Cell]) -> Table {
-    let base = servers
-        .iter()
-        .position(|&s| s == Server::BASELINE)
-        .and_then(|i| median_rate(&cells[i]));
-    let mut t = Table::new([
+    let base = servers.iter().position(|&s| s == Server::BASELINE);
+    let base_rate = base.and_then(|i| median_of(&cells[i], Run::rate));
+    let base_cpu = base.and_then(|i| median_of(&cells[i], Run::cpu_us));
+    let header = [
         "server",
         "req/s median [min .. max]",
         "runs (req/s)",
         "p99 us median [min .. max]",
-        "vs tokio-ct",
+        "server CPU us/req median [min .. max]",
+        "req/s vs tokio-ct",
+        "CPU/req vs tokio-ct",
         "others/steal % (max)",
-    ]);
+    ];
+    let dashes = || header.iter().skip(2).map(|_| "-".to_owned());
+    let mut t = Table::new(header);
     for (s, cell) in servers.iter().zip(cells) {
         match cell {
             Ok(runs) if !runs.is_empty() => {
                 let (m, lo, hi) = spread(runs, Run::rate);
                 let (pm, plo, phi) = spread(runs, Run::p99_us);
-                let others = spread(runs, |r| r.others).2;
-                let steal = spread(runs, |r| r.steal).2;
+                let (cm, clo, chi) = spread(runs, Run::cpu_us);
+                let others = spread(runs, Run::others).2;
+                let steal = spread(runs, |r| r.usage.steal).2;
                 let each: Vec<String> = runs.iter().map(|r| si(r.rate())).collect();
+                let vs = |b: Option<f64>, x: f64| b.map_or("-".to_owned(), |b| ratio(x / b));
                 t.row([
                     s.name().to_owned(),
                     format!("{} [{} .. {}]", si(m), si(lo), si(hi)),
                     each.join(", "),
                     format!("{pm:.0} [{plo:.0} .. {phi:.0}]"),
-                    base.map_or("-".to_owned(), |b| ratio(m / b)),
+                    format!("{cm:.2} [{clo:.2} .. {chi:.2}]"),
+                    vs(base_rate, m),
+                    vs(base_cpu, cm),
                     format!("{others:.0} / {steal:.0}"),
                 ]);
             }
-            Ok(_) => t.row([s.name(), "-", "-", "-", "-", "-"]),
-            Err(e) => t.row([
-                s.name().to_owned(),
-                format!("failed: {e}"),
-                "-".to_owned(),
-                "-".to_owned(),
-                "-".to_owned(),
-                "-".to_owned(),
-            ]),
+            Ok(_) => t.row(
+                [s.name().to_owned(), "-".to_owned()]
+                    .into_iter()
+                    .chain(dashes()),
+            ),
+            Err(e) => t.row(
+                [s.name().to_owned(), format!("failed: {e}")]
+                    .into_iter()
+                    .chain(dashes()),
+            ),
         }
     }
     t
 }
 
-/// Acceptance g of issue 4: ringleader >= 1.2x tokio current_thread at 128 B.
+/// The targets against tokio current_thread, from the ratios of medians: issue 4's
+/// acceptance g (ringleader >= 1.2x its req/s at 128 B) and issue 17's echo goal (at every
+/// size, req/s >= tokio-ct's and server CPU per request <= tokio-ct's, with default settings).
 fn verdict(args: &Args, cells: &[Vec<Cell>]) {
-    let (Some(zi), Some(rl), Some(tk)) = (
-        args.sizes.iter().position(|&s| s == 128),
+    let (Some(rl), Some(tk)) = (
         args.servers.iter().position(|&s| s == Server::Ringleader),
         args.servers.iter().position(|&s| s == Server::BASELINE),
     ) else {
         return;
     };
-    if let (Some(r), Some(t)) = (median_rate(&cells[zi][rl]), median_rate(&cells[zi][tk])) {
-        let x = r / t;
-        let verdict = if x >= 1.2 { "met" } else { "NOT met" };
+    let met = |ok: bool| if ok { "met" } else { "NOT met" };
+    let vs = |zi: usize, f: fn(&Run) -> f64| {
+        Some(median_of(&cells[zi][rl], f)? / median_of(&cells[zi][tk], f)?)
+    };
+    println!(
+        "\nringleader / tokio-ct, ratios of medians of {} run(s):",
+        args.runs
+    );
+    if let Some(x) = args
+        .sizes
+        .iter()
+        .position(|&s| s == 128)
+        .and_then(|zi| vs(zi, Run::rate))
+    {
         println!(
-            "\nringleader / tokio-ct at 128 B: {} (median of {} run(s); target >= 1.20x): {verdict}",
+            "  req/s at 128 B: {} (issue 4 target >= 1.20x): {}",
             ratio(x),
-            args.runs
+            met(x >= 1.2)
         );
+    }
+    for (zi, size) in args.sizes.iter().enumerate() {
+        if let (Some(r), Some(c)) = (vs(zi, Run::rate), vs(zi, Run::cpu_us)) {
+            println!(
+                "  at {size} B: req/s {}, server CPU per request {} (issue 17 target: \
+                 req/s >= 1.00x and CPU/req <= 1.00x): {}",
+                ratio(r),
+                ratio(c),
+                met(r >= 1.0 && c <= 1.0)
+            );
+        }
     }
 }
 

@@ -13,6 +13,13 @@
 //! from the turn that pushed its send to the turn that reaped the last byte of its echo. A
 //! request counts if it was started after the warm-up and finished before the end.
 //!
+//! The caller learns when the measured window opens and closes (a callback, run on this
+//! thread between two loop turns): the window opens at the first turn whose clock reads the
+//! end of the warm-up, before that turn starts any request, and closes at the first turn whose
+//! clock reads its end, before anything else. What the server does for the requests in
+//! flight at either edge (at most one per connection) is the only work inside the window
+//! that no counted request caused, or outside it that one did.
+//!
 //! [`pbuf`]: super::pbuf
 
 use std::io;
@@ -72,7 +79,9 @@ struct Conn {
 }
 
 /// Connect `load.conns` clients to `addr` and measure; every op is reaped before return.
-pub fn run(addr: SocketAddr, load: &Load) -> io::Result<Outcome> {
+/// `edge` is called when the measured window opens and again when it closes (see the module
+/// doc), twice in all unless the run fails.
+pub fn run(addr: SocketAddr, load: &Load, edge: &mut dyn FnMut()) -> io::Result<Outcome> {
     let conns = (0..load.conns)
         .map(|i| {
             let s = TcpStream::connect(addr)
@@ -115,7 +124,7 @@ pub fn run(addr: SocketAddr, load: &Load) -> io::Result<Outcome> {
     for (i, b) in driver.requests.iter_mut().enumerate() {
         *b = (i % 251) as u8;
     }
-    let result = driver.drive(load);
+    let result = driver.drive(load, edge);
     // Whatever happened, the kernel must be done with the buffers before they are freed.
     driver.drain()?;
     result
@@ -206,10 +215,15 @@ impl Generator {
         Ok(())
     }
 
-    fn drive(&mut self, load: &Load) -> io::Result<Outcome> {
+    fn drive(&mut self, load: &Load, edge: &mut dyn FnMut()) -> io::Result<Outcome> {
         let begin = Instant::now();
         let measure_from = begin + load.warmup;
         let end = measure_from + load.measure;
+        // Without a warm-up the first requests are counted: the window opens before them.
+        let mut open = load.warmup.is_zero();
+        if open {
+            edge();
+        }
         for c in 0..self.conns.len() {
             self.arm_recv(c)?;
             self.start(c, begin)?;
@@ -219,8 +233,15 @@ impl Generator {
         let mut done = Vec::with_capacity(4 * self.conns.len());
         loop {
             self.ring.submit_and_wait(1)?;
-            let now = Instant::now();
+            let mut now = Instant::now();
+            if !open && now >= measure_from {
+                open = true;
+                edge();
+                // What `edge` took is not the latency of the requests this turn starts.
+                now = Instant::now();
+            }
             if now >= end {
+                edge();
                 break;
             }
             done.clear();

@@ -1,102 +1,99 @@
-//! How much of the benchmark's CPUs went to other processes: the bench shares its machine,
-//! and a compile on the server's CPU halves a server's rate without saying so.
+//! Where the CPU time of a measured window went: to the server (its CPU per request, the
+//! efficiency figure that does not depend on how fast the load generator is), and to other
+//! processes (the bench shares its machine, and a compile on the server's CPU halves a
+//! server's rate without saying so).
 //!
-//! From `/proc/stat` (per-CPU busy and steal time) and `/proc/PID/stat` (the server's and
-//! the bench's own CPU time), in clock ticks. "Others" is the busy time of the two CPUs that
-//! neither the server nor the load generator accounts for; softirq work runs in their
-//! context and is charged to them (no `IRQ_TIME_ACCOUNTING`), so it is not counted twice.
-//! Tick accounting is coarse (10 ms): read it as a warning light, not a measurement.
+//! A [`Snapshot`] is taken when the load generator opens its measured window and another
+//! when it closes it, from the generator's own thread between two loop turns, so the server's
+//! CPU time is over exactly the window whose requests are counted. Readings come from
+//! [`ringleader_bench::procfs`]: the server's `utime + stime` (all its threads), the bench's
+//! own, and the two CPUs' busy and steal time, in clock ticks. "Others" is the busy time of
+//! the two CPUs that neither the server nor the bench accounts for; softirq work runs in
+//! their context and is charged to them (no `IRQ_TIME_ACCOUNTING`), so it is not counted
+//! twice. A tick is 10 ms, truncated on each read: the server's CPU time over a window is good
+//! to one tick, 1 % of a busy second; read "others" as a warning light, not a measurement.
 
 use std::io;
-use std::time::{Duration, Instant};
 
-/// Busy and total ticks of some CPUs, and ticks of some processes, at one moment.
+use ringleader_bench::procfs::{cpu_ticks, proc_ticks, ticks_per_sec};
+
+/// Busy, steal and total ticks of some CPUs, and ticks of the server and the bench, at one
+/// moment.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     busy: u64,
     steal: u64,
     total: u64,
-    procs: u64,
+    server: u64,
+    bench: u64,
 }
 
-/// `(busy, steal, total)` ticks of each CPU in `cpus`, summed.
-fn cpu_ticks(cpus: &[usize]) -> io::Result<(u64, u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let (mut busy, mut steal, mut total) = (0, 0, 0);
-    for line in stat.lines() {
-        let mut f = line.split_whitespace();
-        let Some(cpu) = f.next().and_then(|n| n.strip_prefix("cpu")) else {
-            continue;
-        };
-        if !cpu.parse().is_ok_and(|c: usize| cpus.contains(&c)) {
-            continue;
-        }
-        // user nice system idle iowait irq softirq steal ...
-        let v: Vec<u64> = f.take(8).filter_map(|x| x.parse().ok()).collect();
-        if v.len() < 8 {
-            continue;
-        }
-        busy += v[0] + v[1] + v[2] + v[5] + v[6];
-        steal += v[7];
-        total += v.iter().sum::<u64>();
-    }
-    Ok((busy, steal, total))
-}
-
-/// utime + stime of process `pid` (all its threads), in ticks.
-fn proc_ticks(pid: u32) -> io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name may hold spaces: fields are counted after its closing parenthesis.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let n = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-    // After the name: state(0) ppid(1) ... utime(11) stime(12).
-    Ok(n(11) + n(12))
+/// What happened between two [`Snapshot`]s.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Usage {
+    /// CPU seconds the server process used (all its threads).
+    pub server_cpu: f64,
+    /// Percent of the CPUs' time that other processes used.
+    pub others: f64,
+    /// Percent of the CPUs' time that the hypervisor stole.
+    pub steal: f64,
 }
 
 impl Snapshot {
-    /// Now, for `cpus` and the processes `pids`.
-    pub fn take(cpus: &[usize], pids: &[u32]) -> io::Result<Snapshot> {
-        let (busy, steal, total) = cpu_ticks(cpus)?;
-        let mut procs = 0;
-        for &p in pids {
-            procs += proc_ticks(p)?;
-        }
+    /// Now, for `cpus`, the server process `server` and this process.
+    pub fn take(cpus: &[usize], server: u32) -> io::Result<Snapshot> {
+        let ticks = |pid: u32, who: &str| {
+            proc_ticks(pid).ok_or_else(|| {
+                io::Error::other(format!("cannot read /proc/{pid}/stat (the {who})"))
+            })
+        };
+        let (busy, steal, total) = cpu_ticks(cpus);
         Ok(Snapshot {
             busy,
             steal,
             total,
-            procs,
+            server: ticks(server, "server")?,
+            bench: ticks(std::process::id(), "bench")?,
         })
     }
 
-    /// Percent of the CPUs' time since `self` that other processes used, and that the
-    /// hypervisor stole.
-    pub fn others_since(&self, now: &Snapshot) -> (f64, f64) {
+    /// From `self` to the later snapshot `now`.
+    pub fn until(&self, now: &Snapshot) -> Usage {
         let total = now.total.saturating_sub(self.total).max(1) as f64;
         let busy = now.busy.saturating_sub(self.busy);
-        let ours = now.procs.saturating_sub(self.procs);
-        let others = busy.saturating_sub(ours) as f64;
-        let steal = now.steal.saturating_sub(self.steal) as f64;
-        (100.0 * others / total, 100.0 * steal / total)
+        let server = now.server.saturating_sub(self.server);
+        let ours = server + now.bench.saturating_sub(self.bench);
+        Usage {
+            server_cpu: server as f64 / ticks_per_sec(),
+            others: 100.0 * busy.saturating_sub(ours) as f64 / total,
+            steal: 100.0 * now.steal.saturating_sub(self.steal) as f64 / total,
+        }
     }
 }
 
-/// Wait (at most `limit`) until `cpus` are idle but for `max_busy` percent over 200 ms, so a
-/// run does not start in the middle of someone else's compile. Returns whether they were.
-pub fn wait_quiet(cpus: &[usize], max_busy: f64, limit: Duration) -> io::Result<bool> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let (b0, s0, t0) = cpu_ticks(cpus)?;
-        std::thread::sleep(Duration::from_millis(200));
-        let (b1, s1, t1) = cpu_ticks(cpus)?;
-        let total = t1.saturating_sub(t0).max(1) as f64;
-        let busy = (b1 - b0 + s1 - s0) as f64;
-        if 100.0 * busy / total <= max_busy {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_splits_busy_time_between_us_and_others() {
+        let a = Snapshot {
+            busy: 100,
+            steal: 0,
+            total: 1000,
+            server: 10,
+            bench: 20,
+        };
+        let b = Snapshot {
+            busy: 260,
+            steal: 2,
+            total: 1200,
+            server: 110,
+            bench: 60,
+        };
+        let u = a.until(&b);
+        assert_eq!(u.server_cpu, 100.0 / ticks_per_sec());
+        assert_eq!(u.others, 100.0 * 20.0 / 200.0);
+        assert_eq!(u.steal, 1.0);
     }
 }

@@ -6,10 +6,11 @@
 //! Every server is a separate process pinned to one CPU ([`child`]); the load generator
 //! ([`client`]) runs in the bench process, pinned to another. A **run** starts a fresh
 //! server, connects `conns` clients, lets them do round trips for a warm-up, counts the
-//! round trips of a fixed window with their latencies ([`histogram`]), then kills the server
-//! by PID. ringleader's server is the repository's own `examples/echo` binary (`--cores 1`),
-//! so the bench measures exactly what ships; each peer's is a small program in [`peers`],
-//! run by re-executing the bench binary with `--serve NAME`.
+//! round trips of a fixed window with their latencies ([`histogram`]) and the server's CPU
+//! time over exactly that window ([`cpu`]), then kills the server by PID. ringleader's server
+//! is the repository's own `examples/echo` binary (`--cores 1`), so the bench measures
+//! exactly what ships; each peer's is a small program in [`peers`], run by re-executing the
+//! bench binary with `--serve NAME`.
 //!
 //! # Invariants
 //!
@@ -37,7 +38,7 @@ use peers::Peer;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Server {
     /// `examples/echo --cores 1`: multishot recv into a provided-buffer ring, per core;
-    /// spins 50 us before parking.
+    /// spins up to 50 us before parking, adaptively (no spin while spins find nothing).
     Ringleader,
     /// The same with `--spin-us 0`: parks in `io_uring_enter` as soon as it is idle.
     RingleaderNoSpin,
@@ -78,7 +79,7 @@ impl Server {
         match self {
             Server::Ringleader => {
                 "examples/echo --cores 1 (multishot recv, buffer ring, send from the lease, \
-                 spin 50 us before parking)"
+                 adaptive spin of up to 50 us before parking)"
             }
             Server::RingleaderNoSpin => "examples/echo --cores 1 --spin-us 0 (parks when idle)",
             Server::Peer(Peer::TokioCurrentThread) => "tokio new_current_thread(), read/write_all",

@@ -11,7 +11,7 @@
 //! ([`workload::Workload`]) is a request size, direction, pattern and queue depth.
 //!
 //! A **run** ([`Run`]) starts a fresh server, starts the client against it while a
-//! [`procfs::Sampler`] reads the CPU time of the server, the client and the CPUs every
+//! [`sampler::Sampler`] reads the CPU time of the server, the client and the CPUs every
 //! 20 ms, and kills the server by its PID when the client is done. The client reports how
 //! many I/Os it completed in its measured window and where that window ended; the server's
 //! CPU time over exactly that window is interpolated from the samples, so fio's ramp and
@@ -27,10 +27,10 @@
 
 pub mod fio;
 pub mod image;
-pub mod procfs;
 pub mod qemu_img;
 pub mod report;
 pub mod run;
+pub mod sampler;
 pub mod server;
 pub mod workload;
 

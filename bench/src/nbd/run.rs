@@ -4,7 +4,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::procfs::{self, Sampler};
+use ringleader_bench::procfs;
+
+use super::sampler::{Sampler, now_ms};
 use super::server::{self, Launch, Server};
 use super::workload::{Client, Workload};
 use super::{Run, Window, fio, qemu_img};
@@ -51,7 +53,7 @@ pub fn once(
         .map_err(|e| format!("starting {}: {e}", plan.client.name()))?;
     let sampler = Sampler::start(running.pid(), child.id(), plan.cpus);
     let out = child.wait_with_output();
-    let exited_ms = procfs::now_ms();
+    let exited_ms = now_ms();
     let samples = sampler.stop();
     running.check_running()?;
     drop(running);

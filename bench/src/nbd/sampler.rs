@@ -1,81 +1,21 @@
-//! What the NBD bench reads from `/proc`: the CPU time of the server and the client while a
-//! run goes on, and how busy the CPUs are.
+//! The NBD bench's sampler: the CPU time of the server and the client, and how busy the
+//! CPUs are, read while a run goes on.
 //!
-//! Process CPU time is `utime + stime` of `/proc/PID/stat`: every thread of the process,
-//! live and exited, in clock ticks (`_SC_CLK_TCK`, 10 ms here). A run's window is several
-//! seconds of a busy server, so a tick is well under 1 % of it. The [`Sampler`] reads both
-//! processes and `/proc/stat` every [`PERIOD`]; [`Samples::between`] interpolates linearly
-//! between the two samples around each end of a window given in wall-clock time, which is
-//! how the client reports it (fio's `timestamp_ms` and `runtime`).
+//! fio reports its measured window only when it is done, in wall-clock time, so the
+//! [`Sampler`] reads both processes and `/proc/stat` ([`ringleader_bench::procfs`]) every
+//! [`PERIOD`]; [`Samples::between`] interpolates linearly between the two samples around each
+//! end of a window given in wall-clock time, which is how the client reports it (fio's
+//! `timestamp_ms` and `runtime`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ringleader_bench::procfs::{cpu_ticks, proc_ticks};
 
 /// Time between two samples.
 pub const PERIOD: Duration = Duration::from_millis(20);
-
-/// utime + stime of process `pid` (all threads), in ticks; `None` once it is reaped.
-pub fn proc_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces: fields are counted after its closing parenthesis.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let n = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok());
-    // After the name: state(0) ppid(1) ... utime(11) stime(12).
-    Some(n(11)? + n(12)?)
-}
-
-/// Clock ticks per second.
-pub fn ticks_per_sec() -> f64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
-}
-
-/// `(busy, steal, total)` ticks of the CPUs in `cpus` so far, from `/proc/stat`. Busy is
-/// user + nice + system + irq + softirq.
-pub fn cpu_ticks(cpus: &[usize]) -> (u64, u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let (mut busy, mut steal, mut total) = (0, 0, 0);
-    for line in stat.lines() {
-        let mut f = line.split_whitespace();
-        let Some(cpu) = f.next().and_then(|n| n.strip_prefix("cpu")) else {
-            continue;
-        };
-        if !cpu.parse().is_ok_and(|c: usize| cpus.contains(&c)) {
-            continue;
-        }
-        // user nice system idle iowait irq softirq steal
-        let v: Vec<u64> = f.take(8).filter_map(|x| x.parse().ok()).collect();
-        if v.len() == 8 {
-            busy += v[0] + v[1] + v[2] + v[5] + v[6];
-            steal += v[7];
-            total += v.iter().sum::<u64>();
-        }
-    }
-    (busy, steal, total)
-}
-
-/// Wait (at most `limit`) until `cpus` are busy (or stolen) for at most `max_busy` percent
-/// over 200 ms, so a run does not start in the middle of someone else's compile. Returns
-/// whether they were.
-pub fn wait_quiet(cpus: &[usize], max_busy: f64, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        let (b0, s0, t0) = cpu_ticks(cpus);
-        std::thread::sleep(Duration::from_millis(200));
-        let (b1, s1, t1) = cpu_ticks(cpus);
-        let busy = (b1.saturating_sub(b0) + s1.saturating_sub(s0)) as f64;
-        if 100.0 * busy / t1.saturating_sub(t0).max(1) as f64 <= max_busy {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-    }
-}
 
 /// Milliseconds since the Unix epoch, as fio stamps its report.
 pub fn now_ms() -> f64 {
@@ -216,11 +156,5 @@ mod tests {
         assert_eq!(d.at, 20.0);
         assert_eq!(v.between(-5.0, 100.0).unwrap().server, 6.0);
         assert!(Samples(Vec::new()).between(0.0, 1.0).is_none());
-    }
-
-    #[test]
-    fn our_own_cpu_time_is_readable() {
-        assert!(proc_ticks(std::process::id()).is_some());
-        assert!(cpu_ticks(&[0]).2 > 0);
     }
 }
