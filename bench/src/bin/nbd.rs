@@ -458,7 +458,7 @@ mod tests {
         assert_eq!(a.workloads.len(), 4);
         let a = parse(&["--client", "qemu-img"]).unwrap().unwrap();
         assert!(!a.pin);
-        assert_eq!(a.servers.len(), 6);
+        assert_eq!(a.servers, Server::ALL);
         assert_eq!(a.workloads.len(), 5);
     }
 
