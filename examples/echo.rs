@@ -19,9 +19,10 @@
 //! - the lease itself is sent back (`IORING_OP_SEND` from the ring buffer: no copy, no
 //!   allocation), and stays owned by the send op until its CQE, so the buffer returns to the
 //!   ring only once the kernel is done with it;
-//! - the send's completion is collected when the next chunk arrives (or at end of stream),
-//!   not awaited on its own: a request/response round trip wakes the task once, not twice.
-//!   One send is in flight per connection, so echoed bytes keep their order;
+//! - the send (`send_whole`: one `MSG_WAITALL` op, whole or failed) is checked when the next
+//!   chunk arrives (or at end of stream), with a waker that does nothing, so its completion
+//!   never wakes the task: a request/response round trip wakes it once, not twice. One send
+//!   is in flight per connection, so echoed bytes keep their order;
 //! - `TCP_NODELAY`, so a small reply leaves at once;
 //! - **spin before park** (`--spin-us`, default 50, `Builder::spin_before_park`): a core that
 //!   runs out of work keeps polling its ring for that long before it sleeps in
@@ -76,11 +77,11 @@ use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::pin::{Pin, pin};
 use std::sync::mpsc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::StreamExt;
-use ringleader::buf::{BufRing, Lease};
+use ringleader::buf::{BufRing, IoBuf, Lease};
 use ringleader::net::ops::Send;
 use ringleader::net::{OwnedIo, TcpListener, TcpStream};
 use ringleader::{Runtime, ops::Op};
@@ -231,11 +232,22 @@ async fn echo(stream: TcpStream, ring: BufRing, conn: Conn, idle: Option<Duratio
     let _ = stream.set_nodelay(true);
     let mut timer = IdleTimer::new(idle);
     let mut incoming = stream.recv_multi(&ring);
-    let mut sending: Option<Op<Send<Lease>>> = None;
+    let mut sending: Option<Op<Send<Echo>>> = None;
+    // The send in flight is of a copy (see `Echo`).
+    let mut quiet_send = false;
     let mut after: Option<Sent> = None;
     loop {
         let next = poll_fn(|cx| {
             if let Some(op) = sending.as_mut() {
+                // A copied echo is checked with a waker that does nothing: its completion
+                // alone is no reason to wake this task (the send is whole or failed:
+                // `send_whole`), and waking it for every chunk's send would double its
+                // wake-ups; the next chunk, end of stream or the idle timer polls the task
+                // anyway. A ring buffer sent back as it is must return to the ring as soon
+                // as its send completes (the ring is shared by the core's connections), so
+                // that completion wakes the task.
+                let mut quiet = Context::from_waker(Waker::noop());
+                let cx = if quiet_send { &mut quiet } else { &mut *cx };
                 if let Poll::Ready((res, chunk)) = Pin::new(op).poll(cx) {
                     sending = None;
                     after = Some(match res {
@@ -270,7 +282,9 @@ async fn echo(stream: TcpStream, ring: BufRing, conn: Conn, idle: Option<Duratio
                         _ => return,
                     }
                 }
-                sending = Some(stream.write_owned(chunk));
+                let echo = Echo::of(chunk);
+                quiet_send = matches!(echo, Echo::Copy(_));
+                sending = Some(stream.send_whole(echo));
             }
         }
     }
@@ -288,7 +302,7 @@ async fn echo(stream: TcpStream, ring: BufRing, conn: Conn, idle: Option<Duratio
 /// Act on how the previous send ended, if it did: `false` ends the connection.
 async fn finish_send(
     stream: &TcpStream,
-    sending: &mut Option<Op<Send<Lease>>>,
+    sending: &mut Option<Op<Send<Echo>>>,
     after: &mut Option<Sent>,
     timer: &mut IdleTimer,
     conn: &Conn,
@@ -334,13 +348,68 @@ async fn or_idle<F: Future>(fut: F, timer: &mut IdleTimer, conn: &Conn) -> Optio
 }
 
 /// Wait for `send` to complete; send what it left over, if anything.
-async fn sent(stream: &TcpStream, send: Op<Send<Lease>>) -> io::Result<()> {
+async fn sent(stream: &TcpStream, send: Op<Send<Echo>>) -> io::Result<()> {
     let (res, chunk) = send.await;
     let n = res?;
     if n < chunk.len() {
         send_rest(stream, &chunk[n..]).await?;
     }
     Ok(())
+}
+
+/// Chunks up to this size are echoed from a copy, so their ring buffer goes back at once
+/// and the send's completion need not wake the task; larger ones are sent from the ring
+/// buffer itself (no copy), and their completion wakes the task to give the buffer back.
+const ECHO_COPY_MAX: usize = 2048;
+
+/// The bytes of one echo: a copy, or the ring buffer they arrived in.
+enum Echo {
+    Copy(Vec<u8>),
+    Lease(Lease),
+}
+
+impl Echo {
+    fn of(chunk: Lease) -> Echo {
+        if chunk.len() <= ECHO_COPY_MAX {
+            Echo::Copy(chunk.to_vec())
+        } else {
+            Echo::Lease(chunk)
+        }
+    }
+}
+
+impl std::ops::Deref for Echo {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Echo::Copy(v) => v,
+            Echo::Lease(l) => l,
+        }
+    }
+}
+
+// SAFETY: delegates to the variant's own `IoBuf` impl, whose guarantees (a heap address that
+// does not move while the value moves, `bytes_init` initialised bytes) hold for the enum:
+// moving the enum moves the `Vec` or `Lease` handle, never the memory it points to.
+unsafe impl IoBuf for Echo {
+    fn stable_ptr(&self) -> *const u8 {
+        match self {
+            Echo::Copy(v) => v.stable_ptr(),
+            Echo::Lease(l) => l.stable_ptr(),
+        }
+    }
+    fn bytes_init(&self) -> usize {
+        match self {
+            Echo::Copy(v) => v.bytes_init(),
+            Echo::Lease(l) => l.bytes_init(),
+        }
+    }
+    fn bytes_total(&self) -> usize {
+        match self {
+            Echo::Copy(v) => v.bytes_total(),
+            Echo::Lease(l) => l.bytes_total(),
+        }
+    }
 }
 
 /// A short send (the socket's send buffer was full): send the rest from a copy.

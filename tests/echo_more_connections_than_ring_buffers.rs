@@ -27,6 +27,21 @@ fn echoed(s: &mut TcpStream, msg: &[u8]) -> bool {
 
 #[test]
 fn buffers_return_to_the_ring_after_each_echo() {
+    more_connections_than_buffers(|i| format!("client {i:04} says hello").into_bytes());
+}
+
+/// Chunks above 2 KiB are sent back from the ring buffer itself (small ones from a copy):
+/// that buffer too must return once its send completes.
+#[test]
+fn ring_buffers_sent_back_whole_return_after_each_echo() {
+    more_connections_than_buffers(|i| {
+        let mut m = format!("client {i:04} sends 3000 bytes ").into_bytes();
+        m.resize(3000, b'.');
+        m
+    });
+}
+
+fn more_connections_than_buffers(message: impl Fn(usize) -> Vec<u8>) {
     let server = Server::start(
         "echo",
         &[],
@@ -43,9 +58,9 @@ fn buffers_return_to_the_ring_after_each_echo() {
     let mut open = Vec::new();
     for i in 0..CONNECTIONS {
         let mut s = server.connect();
-        let msg = format!("client {i:04} says hello");
+        let msg = message(i);
         assert!(
-            echoed(&mut s, msg.as_bytes()),
+            echoed(&mut s, &msg),
             "connection {i} got no echo while {i} others were open and idle"
         );
         open.push(s);

@@ -62,6 +62,29 @@ pub trait OwnedIo: sealed::HasSocket {
         ops::send(self.socket(), buf, 0, 0)
     }
 
+    /// Send all of `buf`'s initialised bytes in one op (`IORING_OP_SEND` with
+    /// `MSG_WAITALL`, Linux 5.6): it completes when every byte went out, or with the error
+    /// that stopped it. Unlike [`write_all_owned`](Self::write_all_owned) (a loop of sends,
+    /// started at its first poll), the op is in the kernel as soon as this returns, so a
+    /// task can send and go on without awaiting it, and check it later. Never raises
+    /// `SIGPIPE`.
+    ///
+    /// ```
+    /// use ringleader::net::{OwnedIo, UnixStream};
+    ///
+    /// ringleader::block_on(async {
+    ///     let (a, b) = UnixStream::pair().unwrap();
+    ///     let send = a.send_whole(b"whole".to_vec()); // submitted now
+    ///     let (res, buf) = b.read_exact_owned(vec![0u8; 5]).await;
+    ///     res.unwrap();
+    ///     assert_eq!(buf, b"whole");
+    ///     assert_eq!(send.await.0.unwrap(), 5);
+    /// });
+    /// ```
+    fn send_whole<B: IoBuf>(&self, buf: B) -> Op<Send<B>> {
+        ops::send(self.socket(), buf, 0, libc::MSG_WAITALL)
+    }
+
     /// Fill `buf` to `buf.bytes_total()` bytes, resuming after short receives;
     /// `UnexpectedEof` if the peer closes first (`IORING_OP_RECV` with `MSG_WAITALL`, 5.6).
     fn read_exact_owned<B: IoBufMut>(
