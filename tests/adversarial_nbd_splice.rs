@@ -12,12 +12,20 @@
 //!    unbounded workers: 64 such clients on a core hold them all, and every other client's
 //!    spliced READ on that core waits behind them (the group path sends with an internal
 //!    poll and holds no worker: `--read-path group` serves the same victim at once).
+//! 3. Every spliced READ waiting for its turn on the wire holds a pipe: two fds. A
+//!    connection may have 256 requests in flight, so one client that does not read its
+//!    replies pins 512 of the server's fds (the group and batch paths: none). Under the
+//!    usual `RLIMIT_NOFILE` of 1024 (systemd's soft default; the server does not raise it),
+//!    three such clients leave no fd for `accept`: nobody else can connect. A client that
+//!    reads one reply now and then keeps the stall timeout from ever closing it.
 
 mod nbd_common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nbd_common::*;
@@ -145,6 +153,81 @@ fn adversarial_nbd_splice_nonreading_clients_do_not_starve_other_clients() {
         )
     });
     assert!(got == content[1 << 20..2 << 20], "the victim's data");
+    drop(hogs);
+    server.stop();
+}
+
+/// [`server`], started with `RLIMIT_NOFILE` at 1024 (what a service gets by default).
+fn server_with_1024_fds(extra: &[&str]) -> (Server, TempPath) {
+    let image = TempPath::on_disk("adv-splice-fds");
+    std::fs::write(image.path(), pseudo_random(IMAGE, 9)).unwrap();
+    let mut cmd = Command::new(server_bin());
+    cmd.args(["--listen", "127.0.0.1:0", "--cores", "1", "--image"])
+        .arg(image.path())
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn nbd_server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line from nbd_server: {line:?}"));
+    (Server { child, addr }, image)
+}
+
+/// Three clients each send 256 READs of 128 KiB (spliced) and do not read the replies; a
+/// fourth client must still be able to connect and finish the handshake.
+#[test]
+fn adversarial_nbd_splice_nonreading_clients_do_not_exhaust_server_fds() {
+    let (server, _image) = server_with_1024_fds(&["--stall-timeout", "10m"]);
+    let mut hogs = Vec::new();
+    for _ in 0..3 {
+        let mut c = small_window_client(server.addr);
+        for h in 0..256u64 {
+            c.request(0, CMD_READ, h, (h % 48) << 17, 128 << 10);
+        }
+        hogs.push(c);
+    }
+    // Let the server take the hogs' requests (a client connecting first would only race
+    // them).
+    std::thread::sleep(Duration::from_secs(2));
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", server.child.id()))
+        .map(Iterator::count)
+        .unwrap_or(0);
+    // Raw's 60 s read timeout is the hang guard; the greeting follows the accept at once.
+    let victim = std::thread::spawn({
+        let addr = server.addr;
+        move || {
+            let (c, size, _) = Raw::ready(addr, false);
+            assert_eq!(size, IMAGE as u64);
+            c.disconnect();
+        }
+    });
+    if victim.join().is_err() {
+        panic!(
+            "a new client got no greeting while 3 clients hold their spliced READs \
+             unread: the server has {fds} fds open of 1024 (a pipe per queued reply)"
+        );
+    }
     drop(hogs);
     server.stop();
 }
