@@ -72,6 +72,7 @@ pub mod buf {
 }
 
 pub use ringleader_buf::BufResult;
+pub use ringleader_io::cmd_slot;
 pub use ringleader_io::group;
 pub use ringleader_io::lease_ops;
 pub use ringleader_io::{fd, fs, net, pipe, signal, time};

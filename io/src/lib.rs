@@ -4,6 +4,7 @@
 //! the kernel's final CQE, and gives the buffer back in a [`BufResult`] on success and on
 //! error. Errors are `std::io::Error` carrying the kernel's errno.
 
+pub mod cmd_slot;
 pub mod fd;
 pub mod fs;
 pub mod group;

@@ -1,0 +1,402 @@
+//! Command slots: registered memory a `URING_CMD` driver fills with a request before the
+//! fetch CQE and reads the reply from during the commit (FUSE over io_uring's
+//! `REGISTER` / `COMMIT_AND_FETCH`, Linux 6.14+). The fourth lease source, beside fixed-pool
+//! slots, buffer-ring picks and pipes (docs/design.md §7).
+//!
+//! # Model
+//!
+//! A [`CmdQueue`] owns `depth` slots. A slot is a small header buffer and a payload
+//! [`Lease`] (one [`FixedPool`] slot, so group members can `READ_FIXED` into it and
+//! `WRITE_FIXED` from it). Each slot cycles:
+//!
+//! ```text
+//!   armed ──fetch CQE (res >= 0)──▶ fetched (a Fetched: the user's) ──commit──▶ armed
+//!   (the SQE's op data owns the slot:                                  (COMMIT_AND_FETCH's
+//!    no safe code can reach it)                                         op data owns it)
+//! ```
+//!
+//! The queue is a stream of [`Fetched`] requests; the driver's commands (which SQE arms a
+//! slot, which commits it, what an error reply looks like) come from a [`SlotProtocol`].
+//!
+//! # The commit contract (stricter than G8)
+//!
+//! Every request fetched into a slot is committed exactly once, while the queue lives:
+//!
+//! - [`Fetched::commit`] pushes the commit at once; it consumes the request, so it cannot
+//!   run twice;
+//! - a `Fetched` dropped uncommitted (its task aborted, its future dropped by a `select!`,
+//!   a panic unwinding through it) has its reply replaced by an error
+//!   ([`SlotProtocol::abandon`]: `EINTR` for a drop, `EIO` during a panic) and is committed
+//!   by the queue at its next poll. The drop itself submits nothing, so it is safe wherever
+//!   it happens, even where the ring is borrowed;
+//! - a `mem::forget`-ed `Fetched` is the one exception: its slot leaks (never freed, never
+//!   reused) and its request is never answered; the client waits until the connection ends.
+//!
+//! While armed, a slot's memory belongs to the in-flight command's op data; a dropped queue
+//! cancels those ops and the executor keeps their data until their final CQE (FUSE: at
+//! unmount or ring teardown), so the kernel never writes into freed memory.
+//!
+//! Counts of what happened are in [`CmdQueue::stats`]; tests use them to prove the contract
+//! (`tests/fuse_uring_random_drops_commit_once.rs`).
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use futures::Stream;
+use futures::stream::FuturesUnordered;
+use ringleader_buf::{FixedPool, Lease};
+use ringleader_executor::Op;
+
+use crate::uring_cmd::{Cmd, UringCmd};
+
+/// The addresses of one slot, for building its fetch command.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotAddr {
+    /// `iovec[2]`: the header, then the payload (FUSE's `REGISTER` takes it as `addr`,
+    /// `len = 2`). Valid until the command's final CQE.
+    pub iov: *const libc::iovec,
+    /// The header buffer.
+    pub header: *mut u8,
+    /// Its length.
+    pub header_len: usize,
+    /// The payload (the lease's memory).
+    pub payload: *mut u8,
+    /// Its length.
+    pub payload_len: usize,
+}
+
+/// A driver's slot commands.
+///
+/// # Safety
+/// The commands built here may point only into the slot given ([`SlotAddr`]'s memory), which
+/// the queue keeps alive until each command's final CQE, and must make the driver write only
+/// there. A fetch or commit CQE with `res >= 0` must mean the slot holds a request.
+pub unsafe trait SlotProtocol: 'static {
+    /// The command that hands an empty slot to the driver (FUSE: `REGISTER`).
+    fn fetch(&self, fd: RawFd, slot: &SlotAddr) -> Cmd;
+    /// The command that commits the reply in `header` (and the payload) and hands the slot
+    /// back for the next request (FUSE: `COMMIT_AND_FETCH`).
+    fn commit(&self, fd: RawFd, header: &[u8]) -> Cmd;
+    /// Replace the reply in `header` by the error `errno` (positive), with no payload: for a
+    /// request dropped unanswered.
+    fn abandon(&self, header: &mut [u8], errno: i32);
+}
+
+/// What the queue has done (see [`CmdQueue::stats`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Requests fetched (CQEs with `res >= 0`).
+    pub fetched: u64,
+    /// Commits pushed by [`Fetched::commit`].
+    pub committed: u64,
+    /// Commits pushed for requests dropped unanswered.
+    pub abandoned: u64,
+    /// Fetch or commit CQEs that carried an error (FUSE: `ENOTCONN` at unmount); their
+    /// slot is retired.
+    pub failed: u64,
+}
+
+/// One slot's memory, owned by whoever holds the slot: an op's data while armed, a
+/// [`Fetched`] in between.
+struct Slot {
+    header: Box<[u8]>,
+    payload: Lease,
+    /// The `iovec[2]` a fetch command may point at (FUSE `REGISTER`); never read here.
+    _iov: Box<[libc::iovec; 2]>,
+    _fd: Rc<OwnedFd>,
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot")
+            .field("payload", &self.payload)
+            .finish_non_exhaustive()
+    }
+}
+
+type SlotOp = Op<UringCmd<Slot>>;
+
+struct Shared<P> {
+    proto: P,
+    fd: Rc<OwnedFd>,
+    /// Commits pushed since the queue's last poll (their ops join the queue there).
+    pushed: RefCell<Vec<SlotOp>>,
+    /// Slots of dropped requests, their error reply written, to commit at the next poll.
+    abandoned: RefCell<Vec<Slot>>,
+    waker: RefCell<Option<Waker>>,
+    stats: Cell<QueueStats>,
+}
+
+impl<P: SlotProtocol> Shared<P> {
+    fn count(&self, f: impl FnOnce(&mut QueueStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    fn wake(&self) {
+        let w = self.waker.borrow_mut().take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    /// Push the commit of `slot` (its reply written).
+    fn push_commit(&self, slot: Slot) -> SlotOp {
+        let cmd = self.proto.commit(self.fd.as_raw_fd(), &slot.header);
+        // SAFETY: `SlotProtocol`'s contract: the command points only into this slot, which is
+        // the op's data until its final CQE (the payload's lease and the header's and iovec's
+        // boxes do not move when the `Slot` moves); the fd's owner is in the slot too.
+        unsafe { cmd.submit(slot) }
+    }
+}
+
+/// A stream of requests fetched into registered slots, each committed exactly once (see the
+/// module docs).
+#[must_use = "streams do nothing unless polled"]
+pub struct CmdQueue<P: SlotProtocol> {
+    shared: Rc<Shared<P>>,
+    armed: FuturesUnordered<SlotOp>,
+    /// Slots still armed or fetched (not retired by an error CQE).
+    live: usize,
+}
+
+impl<P: SlotProtocol> CmdQueue<P> {
+    /// Arm `depth` slots of `header_len` header bytes and `payload_len` payload bytes on
+    /// `fd`, with `proto`'s commands. The payloads are one [`FixedPool`] registered with the
+    /// current core's ring.
+    ///
+    /// # Panics
+    /// Outside a ringleader runtime.
+    pub fn new(
+        fd: Rc<OwnedFd>,
+        proto: P,
+        depth: usize,
+        header_len: usize,
+        payload_len: usize,
+    ) -> io::Result<CmdQueue<P>> {
+        let pool = FixedPool::new(payload_len, depth)?;
+        let shared = Rc::new(Shared {
+            proto,
+            fd,
+            pushed: RefCell::default(),
+            abandoned: RefCell::default(),
+            waker: RefCell::default(),
+            stats: Cell::default(),
+        });
+        let armed = FuturesUnordered::new();
+        for _ in 0..depth {
+            let mut payload = pool
+                .try_lease(payload_len)
+                .expect("a fresh pool has `depth` free slots");
+            payload.set_len(payload_len);
+            let mut header = vec![0u8; header_len].into_boxed_slice();
+            let addr = SlotAddr {
+                iov: std::ptr::null(),
+                header: header.as_mut_ptr(),
+                header_len,
+                payload: payload.as_mut_ptr(),
+                payload_len,
+            };
+            let iov = Box::new([
+                libc::iovec {
+                    iov_base: addr.header.cast(),
+                    iov_len: header_len,
+                },
+                libc::iovec {
+                    iov_base: addr.payload.cast(),
+                    iov_len: payload_len,
+                },
+            ]);
+            let addr = SlotAddr {
+                iov: iov.as_ptr(),
+                ..addr
+            };
+            let cmd = shared.proto.fetch(shared.fd.as_raw_fd(), &addr);
+            let slot = Slot {
+                header,
+                payload,
+                _iov: iov,
+                _fd: Rc::clone(&shared.fd),
+            };
+            // SAFETY: `SlotProtocol`'s contract: the command points only into `slot` (header
+            // and payload memory, the iovec array), all heap allocations or the pool's
+            // mapping that stay put when `slot` moves into the op's data, which keeps them
+            // until the final CQE; the lease keeps the pool's memory mapped.
+            armed.push(unsafe { cmd.submit(slot) });
+        }
+        Ok(CmdQueue {
+            shared,
+            armed,
+            live: depth,
+        })
+    }
+
+    /// What the queue has done so far.
+    pub fn stats(&self) -> QueueStats {
+        self.shared.stats.get()
+    }
+
+    /// Slots not retired by an error CQE.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Push the commits of dropped requests and adopt the commits pushed since the last poll.
+    fn adopt(&mut self) {
+        let abandoned = std::mem::take(&mut *self.shared.abandoned.borrow_mut());
+        for slot in abandoned {
+            let op = self.shared.push_commit(slot);
+            self.shared.count(|s| s.abandoned += 1);
+            self.armed.push(op);
+        }
+        let pushed = std::mem::take(&mut *self.shared.pushed.borrow_mut());
+        for op in pushed {
+            self.armed.push(op);
+        }
+    }
+}
+
+impl<P: SlotProtocol> Stream for CmdQueue<P> {
+    /// A request, or the error of a slot's fetch/commit CQE (the slot is retired). The
+    /// stream ends when every slot is retired.
+    type Item = io::Result<Fetched<P>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            let old = this.shared.waker.replace(Some(cx.waker().clone()));
+            drop(old);
+            this.adopt();
+            if this.live == 0 {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.armed).poll_next(cx) {
+                Poll::Ready(Some((Ok(_), slot))) => {
+                    this.shared.count(|s| s.fetched += 1);
+                    return Poll::Ready(Some(Ok(Fetched {
+                        slot: Some(slot),
+                        shared: Rc::clone(&this.shared),
+                    })));
+                }
+                Poll::Ready(Some((Err(e), slot))) => {
+                    // The driver is done with this slot (FUSE: the connection ended).
+                    this.shared.count(|s| s.failed += 1);
+                    this.live -= 1;
+                    drop(slot);
+                    return Poll::Ready(Some(Err(e)));
+                }
+                // Every armed op is between polls of `adopt`: new ones may have come.
+                Poll::Ready(None) => {
+                    if this.shared.pushed.borrow().is_empty()
+                        && this.shared.abandoned.borrow().is_empty()
+                    {
+                        return Poll::Pending;
+                    }
+                }
+                Poll::Pending => {
+                    if this.shared.pushed.borrow().is_empty()
+                        && this.shared.abandoned.borrow().is_empty()
+                    {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<P: SlotProtocol> fmt::Debug for CmdQueue<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CmdQueue")
+            .field("live", &self.live)
+            .field("armed", &self.armed.len())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// One fetched request: its slot's header and payload, the user's until [`commit`]
+/// (Fetched::commit). Dropped uncommitted, it is committed with an error (module docs).
+#[must_use = "a fetched request is answered by `commit`; dropping it answers with an error"]
+pub struct Fetched<P: SlotProtocol> {
+    slot: Option<Slot>,
+    shared: Rc<Shared<P>>,
+}
+
+impl<P: SlotProtocol> Fetched<P> {
+    fn slot(&self) -> &Slot {
+        self.slot
+            .as_ref()
+            .expect("a Fetched holds its slot until it is consumed")
+    }
+
+    fn slot_mut(&mut self) -> &mut Slot {
+        self.slot
+            .as_mut()
+            .expect("a Fetched holds its slot until it is consumed")
+    }
+
+    /// The header buffer (the request's header; write the reply's into it).
+    pub fn header(&self) -> &[u8] {
+        &self.slot().header
+    }
+
+    /// The header buffer, to write the reply's header.
+    pub fn header_mut(&mut self) -> &mut [u8] {
+        &mut self.slot_mut().header
+    }
+
+    /// The payload lease (its length is the slot's payload size), for plain access and for
+    /// groups whose members read or write it.
+    pub fn payload(&self) -> &Lease {
+        &self.slot().payload
+    }
+
+    /// The payload lease, mutably.
+    pub fn payload_mut(&mut self) -> &mut Lease {
+        &mut self.slot_mut().payload
+    }
+
+    /// Commit the reply now in the header and payload, handing the slot back to the driver
+    /// for the next request (which the queue yields).
+    ///
+    /// # Panics
+    /// Outside the runtime the queue runs on.
+    pub fn commit(mut self) {
+        let slot = self.slot.take().expect("committed once");
+        let op = self.shared.push_commit(slot);
+        self.shared.count(|s| s.committed += 1);
+        self.shared.pushed.borrow_mut().push(op);
+        self.shared.wake();
+    }
+}
+
+impl<P: SlotProtocol> Drop for Fetched<P> {
+    fn drop(&mut self) {
+        let Some(mut slot) = self.slot.take() else {
+            return;
+        };
+        let errno = if std::thread::panicking() {
+            libc::EIO
+        } else {
+            libc::EINTR
+        };
+        self.shared.proto.abandon(&mut slot.header, errno);
+        self.shared.abandoned.borrow_mut().push(slot);
+        self.shared.wake();
+    }
+}
+
+impl<P: SlotProtocol> fmt::Debug for Fetched<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetched")
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
