@@ -1,0 +1,263 @@
+//! Adversarial review of `io/src/cmd_slot.rs` (command slots for FUSE over io_uring).
+//!
+//! The contract: "no slot memory reachable by safe code while the kernel may write it".
+//! But `Fetched::payload_mut` hands out `&mut Lease`, and a `&mut` lets safe code swap the
+//! lease out (`std::mem::replace`, `std::mem::swap` between two requests). The driver does
+//! not follow the swap: FUSE's `COMMIT_AND_FETCH` re-arms the slot with the addresses its
+//! `REGISTER` gave, so the next request is written into the memory of the lease the user
+//! now owns, while safe code holds it and may read, write or drop it (back to its pool, to
+//! be leased again).
+//!
+//! Here: the first LOOKUP's payload lease is swapped for one of the test's own pool, the
+//! request is committed; the next LOOKUP's name must not appear in the stolen lease (the
+//! kernel writing into memory safe code owns).
+
+mod fuse_uring_support;
+
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use futures::StreamExt;
+use ringleader::Builder;
+use ringleader::buf::{FixedPool, Lease};
+use ringleader::cmd_slot::{CmdQueue, Fetched, SlotAddr, SlotProtocol};
+use ringleader::ops::Cmd;
+
+const MAX_WRITE: u32 = 64 << 10;
+const FUSE_INIT: u32 = 26;
+const FUSE_LOOKUP: u32 = 1;
+const FUSE_GETATTR: u32 = 3;
+const INIT_EXT: u32 = 1 << 30;
+const MAX_PAGES: u32 = 1 << 22;
+const OVER_IO_URING_FLAGS2: u32 = 1 << (41 - 32);
+const CMD_REGISTER: u32 = 1;
+const CMD_COMMIT_AND_FETCH: u32 = 2;
+const HEADER_LEN: usize = 288;
+const ENT_COMMIT_ID: usize = 256 + 8;
+const ENT_PAYLOAD_SZ: usize = 256 + 16;
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(b[at..at + 4].try_into().unwrap())
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_ne_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+struct Fuse {
+    qid: u16,
+}
+
+fn cmd_req(commit_id: u64, qid: u16) -> [u8; 24] {
+    let mut c = [0u8; 24];
+    c[8..16].copy_from_slice(&commit_id.to_ne_bytes());
+    c[16..18].copy_from_slice(&qid.to_ne_bytes());
+    c
+}
+
+fn reply(header: &mut [u8], error: i32, payload: u32) {
+    header[0..4].copy_from_slice(&(16 + payload).to_ne_bytes());
+    header[4..8].copy_from_slice(&error.to_ne_bytes());
+    header[ENT_PAYLOAD_SZ..ENT_PAYLOAD_SZ + 4].copy_from_slice(&payload.to_ne_bytes());
+}
+
+// SAFETY: as in tests/fuse_uring_random_drops_commit_once.rs: REGISTER points at the
+// slot's own iovec array; COMMIT_AND_FETCH points at nothing (the kernel reuses REGISTER's
+// addresses). A CQE with res 0 means a request was copied in.
+unsafe impl SlotProtocol for Fuse {
+    fn fetch(&self, fd: RawFd, slot: &SlotAddr) -> Cmd {
+        Cmd::new(fd, CMD_REGISTER)
+            .cmd(&cmd_req(0, self.qid))
+            .addr_len(slot.iov as u64, 2)
+    }
+    fn commit(&self, fd: RawFd, header: &[u8]) -> Cmd {
+        Cmd::new(fd, CMD_COMMIT_AND_FETCH).cmd(&cmd_req(u64_at(header, ENT_COMMIT_ID), self.qid))
+    }
+    fn abandon(&self, header: &mut [u8], errno: i32) {
+        reply(header, -errno, 0);
+    }
+}
+
+/// Mount and answer INIT offering io_uring (as the fuse_uring test does); `None` if the
+/// kernel did not offer it.
+fn mount_and_init(mnt: &Path) -> Option<OwnedFd> {
+    // SAFETY: a C string; the result is checked.
+    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    assert!(fd >= 0, "/dev/fuse: {}", std::io::Error::last_os_error());
+    // SAFETY: just opened, owned by nobody else.
+    let fuse = unsafe { OwnedFd::from_raw_fd(fd) };
+    let opts = CString::new(format!("fd={fd},rootmode=40000,user_id=0,group_id=0")).unwrap();
+    let target = CString::new(mnt.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid C strings.
+    let r = unsafe {
+        libc::mount(
+            c"rladv".as_ptr(),
+            target.as_ptr(),
+            c"fuse.rladv".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            opts.as_ptr().cast(),
+        )
+    };
+    assert_eq!(r, 0, "mount: {}", std::io::Error::last_os_error());
+    let mut dev = std::fs::File::from(fuse.try_clone().unwrap());
+    let mut buf = vec![0u8; 1 << 20];
+    let n = dev.read(&mut buf).expect("read INIT");
+    let req = &buf[..n];
+    assert_eq!(u32_at(req, 4), FUSE_INIT);
+    let unique = u64_at(req, 8);
+    let (minor, readahead, flags, flags2) = (
+        u32_at(req, 44),
+        u32_at(req, 48),
+        u32_at(req, 52),
+        u32_at(req, 56),
+    );
+    let offered = flags & INIT_EXT != 0 && flags2 & OVER_IO_URING_FLAGS2 != 0;
+    let mut out = vec![0u8; 16 + 64];
+    out[0..4].copy_from_slice(&80u32.to_ne_bytes());
+    out[8..16].copy_from_slice(&unique.to_ne_bytes());
+    let o = &mut out[16..];
+    o[0..4].copy_from_slice(&7u32.to_ne_bytes());
+    o[4..8].copy_from_slice(&minor.min(45).to_ne_bytes());
+    o[8..12].copy_from_slice(&readahead.to_ne_bytes());
+    o[12..16].copy_from_slice(&((INIT_EXT | MAX_PAGES) & flags).to_ne_bytes());
+    o[16..18].copy_from_slice(&16u16.to_ne_bytes());
+    o[18..20].copy_from_slice(&12u16.to_ne_bytes());
+    o[20..24].copy_from_slice(&MAX_WRITE.to_ne_bytes());
+    o[24..28].copy_from_slice(&1u32.to_ne_bytes());
+    o[28..30].copy_from_slice(&((MAX_WRITE / 4096) as u16).to_ne_bytes());
+    o[32..36].copy_from_slice(&(flags2 & OVER_IO_URING_FLAGS2).to_ne_bytes());
+    dev.write_all(&out).expect("INIT reply");
+    if !offered {
+        let _ = fuse_uring_support::umount(mnt, libc::MNT_DETACH);
+        return None;
+    }
+    Some(fuse)
+}
+
+/// Answer anything but LOOKUP: the root's attributes for GETATTR, ENOSYS otherwise.
+fn answer_other(mut req: Fetched<Fuse>) {
+    if u32_at(req.header(), 4) == FUSE_GETATTR {
+        let p = &mut req.payload_mut()[..104];
+        p.fill(0);
+        p[16..24].copy_from_slice(&1u64.to_ne_bytes());
+        p[76..80].copy_from_slice(&(libc::S_IFDIR | 0o755).to_ne_bytes());
+        p[80..84].copy_from_slice(&2u32.to_ne_bytes());
+        reply(req.header_mut(), 0, 104);
+    } else {
+        reply(req.header_mut(), -libc::ENOSYS, 0);
+    }
+    req.commit();
+}
+
+const SECOND: &[u8] = b"second-lookup-name-written-by-the-kernel";
+
+#[test]
+fn adversarial_cmd_slot_swapped_payload_lease_is_not_written_by_the_kernel() {
+    let _enabled = match fuse_uring_support::UringEnabled::acquire() {
+        Ok(g) => g,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let mnt = std::env::temp_dir().join(format!("rl-adv-cmdslot-{}", std::process::id()));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let Some(fuse) = mount_and_init(&mnt) else {
+        eprintln!("skipped: the kernel did not offer FUSE_OVER_IO_URING with enable_uring=Y");
+        return;
+    };
+    let progress = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    let watchdog = fuse_uring_support::watchdog(
+        mnt.clone(),
+        Arc::clone(&progress),
+        Arc::clone(&finished),
+        std::time::Duration::from_secs(30),
+    );
+    let rt = Builder::new().sqe128(true).build_local().expect("ring");
+    let seen: Rc<RefCell<Option<Vec<u8>>>> = Rc::default();
+    rt.block_on({
+        let (seen, mnt, progress) = (Rc::clone(&seen), mnt.clone(), Arc::clone(&progress));
+        async move {
+            let fuse = Rc::new(fuse);
+            let mut queues = Vec::new();
+            for qid in 0..fuse_uring_support::possible_cpus() {
+                let q = CmdQueue::new(
+                    Rc::clone(&fuse),
+                    Fuse { qid: qid as u16 },
+                    1,
+                    HEADER_LEN,
+                    MAX_WRITE as usize,
+                )
+                .expect("queue");
+                queues.push(q);
+            }
+            let client = std::thread::spawn(move || {
+                // One CPU, so both LOOKUPs go to the same queue (one slot).
+                // SAFETY: a zeroed cpu_set_t is empty; CPU_SET and sched_setaffinity get
+                // valid pointers.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(0, &mut set);
+                    libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+                }
+                for name in [&b"first"[..], SECOND] {
+                    progress.fetch_add(1, Ordering::SeqCst);
+                    let p = mnt.join(std::str::from_utf8(name).unwrap());
+                    let _ = std::fs::symlink_metadata(p);
+                }
+                if fuse_uring_support::umount(&mnt, 0).is_err() {
+                    fuse_uring_support::abort(&mnt);
+                }
+            });
+            let own = FixedPool::new(MAX_WRITE as usize, 4).expect("own pool");
+            let mut stolen: Option<Lease> = None;
+            let mut merged = futures::stream::select_all(queues.iter_mut());
+            while let Some(item) = merged.next().await {
+                let Ok(mut req) = item else { continue };
+                if u32_at(req.header(), 4) != FUSE_LOOKUP {
+                    answer_other(req);
+                    continue;
+                }
+                match stolen.take() {
+                    None => {
+                        // Safe code takes the slot's payload lease and leaves another.
+                        let mut mine = own.try_lease(MAX_WRITE as usize).expect("own lease");
+                        mine.set_len(MAX_WRITE as usize);
+                        let mut taken = std::mem::replace(req.payload_mut(), mine);
+                        taken.fill(0);
+                        stolen = Some(taken);
+                    }
+                    Some(taken) => {
+                        // The second LOOKUP was fetched: where did its name go?
+                        *seen.borrow_mut() = Some(taken[..SECOND.len() + 64].to_vec());
+                        stolen = Some(taken);
+                    }
+                }
+                reply(req.header_mut(), -libc::ENOENT, 0);
+                req.commit();
+            }
+            drop(merged);
+            client.join().expect("client");
+        }
+    });
+    drop(rt);
+    finished.store(true, Ordering::SeqCst);
+    let hung = watchdog.join().unwrap();
+    let _ = std::fs::remove_dir(&mnt);
+    assert!(!hung, "a client blocked");
+    let seen = seen.borrow();
+    let bytes = seen.as_ref().expect("the second LOOKUP was fetched");
+    assert!(
+        !bytes.windows(SECOND.len()).any(|w| w == SECOND),
+        "the kernel wrote the next request ({:?}) into a lease safe code had swapped out of \
+         a Fetched and owns: {:?}",
+        std::str::from_utf8(SECOND).unwrap(),
+        String::from_utf8_lossy(bytes)
+    );
+}
