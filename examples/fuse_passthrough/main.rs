@@ -22,6 +22,7 @@ mod abi;
 mod classic;
 mod fs;
 mod mount;
+mod uring;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -101,13 +102,18 @@ fn run(args: Args) -> Result<(), String> {
     unsafe { libc::umask(0) };
     raise_fd_limit();
     block_stop_signals();
+    // The transport: io_uring where the kernel allows it (uring.rs), else /dev/fuse.
+    let uring = uring::availability();
+    let on = uring.is_ok();
     let opts = fs::Options {
         readonly: args.readonly,
+        extra_init_flags: if on { abi::init::OVER_IO_URING } else { 0 },
         ..fs::Options::default()
     };
     let fs = Arc::new(fs::Fs::new(&args.source, opts).map_err(|e| e.to_string())?);
     let rt = Runtime::builder()
         .cores(args.cores)
+        .sqe128(on)
         .build()
         .map_err(|e| format!("starting {} cores: {e}", args.cores))?;
     let fuse = mount::mount(&args.source, &args.mount, args.readonly).map_err(|e| e.to_string())?;
@@ -122,16 +128,29 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     fds.insert(0, fuse);
+    let init = Arc::new(uring::Init::default());
+    let cores = args.cores;
     let served: Vec<_> = fds
         .into_iter()
         .enumerate()
         .map(|(core, fd)| {
             let fs = Arc::clone(&fs);
-            rt.spawn_on(core, move || classic::serve(fs, fd))
+            let init = Arc::clone(&init);
+            rt.spawn_on(core, move || async move {
+                if on {
+                    uring::serve(fs, fd, core, cores, init).await
+                } else {
+                    classic::serve(fs, fd).await
+                }
+            })
         })
         .collect();
+    let transport = match uring {
+        Err(why) => format!("classic /dev/fuse: {why}"),
+        Ok(()) => "io_uring, or /dev/fuse if the kernel declines it at INIT".to_owned(),
+    };
     let banner = format!(
-        "fuse_passthrough: serving {} at {} (classic /dev/fuse, {} cores{})",
+        "fuse_passthrough: serving {} at {} ({transport}, {} cores{})",
         args.source.display(),
         args.mount.display(),
         args.cores,

@@ -132,3 +132,102 @@ pub fn watchdog(
         false
     })
 }
+
+/// `examples/fuse_passthrough` serving a fresh source directory over io_uring
+/// (`FUSE_PASSTHROUGH_TRANSPORT=uring`, `--cores 2`), its stderr kept in a file. Hold a
+/// [`UringEnabled`] while it runs. [`UringServer::stop`] ends it and returns its stderr;
+/// dropping it stops it too (SIGTERM, then SIGKILL) and detaches the mount.
+pub struct UringServer {
+    child: Option<std::process::Child>,
+    pub source: std::path::PathBuf,
+    pub mnt: std::path::PathBuf,
+    stderr: std::path::PathBuf,
+    dir: std::path::PathBuf,
+}
+
+impl UringServer {
+    pub fn start(bin: &std::path::Path, tag: &str) -> UringServer {
+        use std::io::BufRead;
+        let dir = std::env::temp_dir().join(format!("rl-fuse-uring-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (source, mnt) = (dir.join("src"), dir.join("mnt"));
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::create_dir_all(&mnt).unwrap();
+        let stderr = dir.join("stderr");
+        let mut child = std::process::Command::new(bin)
+            .arg("--source")
+            .arg(&source)
+            .arg("--mount")
+            .arg(&mnt)
+            .args(["--cores", "2"])
+            .env("FUSE_PASSTHROUGH_TRANSPORT", "uring")
+            .stdout(std::process::Stdio::piped())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn fuse_passthrough");
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        let s = UringServer {
+            child: Some(child),
+            source,
+            mnt,
+            stderr,
+            dir,
+        };
+        assert!(
+            line.starts_with("fuse_passthrough: serving") && line.contains("io_uring"),
+            "first line: {line:?}; stderr: {}",
+            std::fs::read_to_string(&s.stderr).unwrap_or_default()
+        );
+        s
+    }
+
+    pub fn at(&self, rel: &str) -> std::path::PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn backing(&self, rel: &str) -> std::path::PathBuf {
+        self.source.join(rel)
+    }
+
+    /// SIGTERM, wait for the exit (a watchdog detaches a mount that does not go away) and
+    /// return what the server wrote on stderr, after checking that it exited 0 and served
+    /// requests over io_uring.
+    pub fn stop(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: kill only sends a signal, to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().expect("wait for the server");
+        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        assert!(status.success(), "server exit {status:?}; stderr: {err}");
+        let served: u64 = err
+            .lines()
+            .filter_map(|l| l.split(" served ").nth(1))
+            .filter_map(|r| r.strip_suffix(" requests over io_uring"))
+            .map(|n| n.parse::<u64>().unwrap())
+            .sum();
+        assert!(served > 0, "no request went over io_uring; stderr: {err}");
+        assert!(
+            !err.contains("declined io_uring"),
+            "the kernel declined io_uring: {err}"
+        );
+        err
+    }
+}
+
+impl Drop for UringServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill only sends a signal, to our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if c.try_wait().ok().flatten().is_none() {
+                abort(&self.mnt);
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        let _ = umount(&self.mnt, libc::MNT_DETACH);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -32,7 +32,8 @@ mod sealed {
 }
 
 /// An fd a group op can use: a [`File`], a stream socket ([`TcpStream`](crate::net::TcpStream),
-/// [`UnixStream`](crate::net::UnixStream)), or an `Rc<OwnedFd>` (pipes, anything else).
+/// [`UnixStream`](crate::net::UnixStream)), an `Rc<OwnedFd>` (pipes, anything else), or an
+/// `Arc<OwnedFd>` (an fd shared by several cores, such as a file server's backing files).
 ///
 /// The op takes a reference to the fd's owner, so the fd stays open until the op's final
 /// CQE even if the value is dropped first.
@@ -69,6 +70,16 @@ impl IoFd for Rc<OwnedFd> {
         FdHold {
             raw: self.as_raw_fd(),
             _keep: Rc::clone(self) as Rc<dyn Any>,
+        }
+    }
+}
+
+impl sealed::Sealed for std::sync::Arc<OwnedFd> {}
+impl IoFd for std::sync::Arc<OwnedFd> {
+    fn fd_hold(&self) -> FdHold {
+        FdHold {
+            raw: self.as_raw_fd(),
+            _keep: Rc::new(std::sync::Arc::clone(self)) as Rc<dyn Any>,
         }
     }
 }
