@@ -11,6 +11,15 @@
 //! Here: the first LOOKUP's payload lease is swapped for one of the test's own pool, the
 //! request is committed; the next LOOKUP's name must not appear in the stolen lease (the
 //! kernel writing into memory safe code owns).
+//!
+//! A second way in: `Fetched::header_mut` lets safe code write the whole header, and the
+//! driver's commit command can only take the commit id from it (`SlotProtocol::commit` gets
+//! the header and nothing else). Write request A's commit id into request B's header and
+//! commit B: FUSE commits A's request (from A's memory, still held by a `Fetched`) and
+//! re-arms A's *entry* with B's command, so the next request is copied into A's memory
+//! while safe code holds it, and B's request is never committed (its client hangs until
+//! the connection is aborted). See
+//! `adversarial_cmd_slot_forged_commit_id_rearms_another_slot`.
 
 mod fuse_uring_support;
 
@@ -22,6 +31,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use futures::StreamExt;
 use ringleader::Builder;
@@ -35,6 +45,8 @@ const FUSE_LOOKUP: u32 = 1;
 const FUSE_GETATTR: u32 = 3;
 const INIT_EXT: u32 = 1 << 30;
 const MAX_PAGES: u32 = 1 << 22;
+/// Lookups in one directory run concurrently (else the kernel serializes them).
+const PARALLEL_DIROPS: u32 = 1 << 18;
 const OVER_IO_URING_FLAGS2: u32 = 1 << (41 - 32);
 const CMD_REGISTER: u32 = 1;
 const CMD_COMMIT_AND_FETCH: u32 = 2;
@@ -124,7 +136,7 @@ fn mount_and_init(mnt: &Path) -> Option<OwnedFd> {
     o[0..4].copy_from_slice(&7u32.to_ne_bytes());
     o[4..8].copy_from_slice(&minor.min(45).to_ne_bytes());
     o[8..12].copy_from_slice(&readahead.to_ne_bytes());
-    o[12..16].copy_from_slice(&((INIT_EXT | MAX_PAGES) & flags).to_ne_bytes());
+    o[12..16].copy_from_slice(&((INIT_EXT | MAX_PAGES | PARALLEL_DIROPS) & flags).to_ne_bytes());
     o[16..18].copy_from_slice(&16u16.to_ne_bytes());
     o[18..20].copy_from_slice(&12u16.to_ne_bytes());
     o[20..24].copy_from_slice(&MAX_WRITE.to_ne_bytes());
@@ -259,5 +271,152 @@ fn adversarial_cmd_slot_swapped_payload_lease_is_not_written_by_the_kernel() {
          a Fetched and owns: {:?}",
         std::str::from_utf8(SECOND).unwrap(),
         String::from_utf8_lossy(bytes)
+    );
+}
+
+fn pin_cpu0() {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET and sched_setaffinity get valid pointers.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+    }
+}
+
+/// The name a LOOKUP carries (its payload up to the NUL).
+fn lookup_name(req: &Fetched<Fuse>) -> Vec<u8> {
+    let p = &req.payload()[..256];
+    p[..p.iter().position(|&b| b == 0).unwrap_or(256)].to_vec()
+}
+
+#[test]
+fn adversarial_cmd_slot_forged_commit_id_rearms_another_slot() {
+    let _enabled = match fuse_uring_support::UringEnabled::acquire() {
+        Ok(g) => g,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let mnt = std::env::temp_dir().join(format!("rl-adv-cmdslot2-{}", std::process::id()));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let Some(fuse) = mount_and_init(&mnt) else {
+        eprintln!("skipped: the kernel did not offer FUSE_OVER_IO_URING with enable_uring=Y");
+        return;
+    };
+    let (go_tx, go_rx) = mpsc::channel::<&'static str>();
+    // Client threads on CPU 0 (so every LOOKUP goes to queue 0), each started when the
+    // server side says so; each stat ends with ENOENT or, once aborted, ENOTCONN.
+    let clients = {
+        let mnt = mnt.clone();
+        std::thread::spawn(move || {
+            let mut threads = Vec::new();
+            for name in go_rx {
+                let p = mnt.join(name);
+                threads.push(std::thread::spawn(move || {
+                    pin_cpu0();
+                    let _ = std::fs::symlink_metadata(p);
+                }));
+            }
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+    };
+    go_tx.send("one").unwrap();
+    let rt = Builder::new().sqe128(true).build_local().expect("ring");
+    let outcome: Rc<RefCell<Option<Vec<u8>>>> = Rc::default();
+    rt.block_on({
+        let (outcome, mnt) = (Rc::clone(&outcome), mnt.clone());
+        async move {
+            let fuse = Rc::new(fuse);
+            let mut queues = Vec::new();
+            for qid in 0..fuse_uring_support::possible_cpus() {
+                queues.push(
+                    CmdQueue::new(
+                        Rc::clone(&fuse),
+                        Fuse { qid: qid as u16 },
+                        2,
+                        HEADER_LEN,
+                        MAX_WRITE as usize,
+                    )
+                    .expect("queue"),
+                );
+            }
+            let mut held: Option<Fetched<Fuse>> = None;
+            let mut forged = false;
+            let mut merged = futures::stream::select_all(queues.iter_mut());
+            // A hang (the forged commit misdirected nothing, and "three" never came) is
+            // bounded by the abort below.
+            let (stop_aborter, stopped) = mpsc::channel::<()>();
+            let aborter = {
+                let mnt = mnt.clone();
+                std::thread::spawn(move || {
+                    let timeout = std::time::Duration::from_secs(20);
+                    if stopped.recv_timeout(timeout) == Err(mpsc::RecvTimeoutError::Timeout) {
+                        fuse_uring_support::abort(&mnt);
+                    }
+                })
+            };
+            while let Some(item) = merged.next().await {
+                // An error: the connection was aborted (the hang guard above). A held
+                // request keeps the stream from ending, so stop here.
+                let Ok(mut req) = item else { break };
+                if forged {
+                    // The request after the forged commit (its header and payload may be
+                    // stale: the kernel wrote the new request elsewhere). A is still held.
+                    let a = held.as_ref().expect("A held");
+                    *outcome.borrow_mut() = Some(a.payload()[..128].to_vec());
+                    drop(req);
+                    break;
+                }
+                if u32_at(req.header(), 4) != FUSE_LOOKUP {
+                    answer_other(req);
+                    continue;
+                }
+                let name = lookup_name(&req);
+                match &name[..] {
+                    b"one" => {
+                        // Answer written, not committed: the user still holds A.
+                        reply(req.header_mut(), -libc::ENOENT, 0);
+                        held = Some(req);
+                        go_tx.send("two").unwrap();
+                    }
+                    b"two" => {
+                        // Safe code writes A's commit id into B's header and commits B.
+                        let a = held.as_ref().expect("A held");
+                        let id = u64_at(a.header(), ENT_COMMIT_ID);
+                        reply(req.header_mut(), -libc::ENOENT, 0);
+                        req.header_mut()[ENT_COMMIT_ID..ENT_COMMIT_ID + 8]
+                            .copy_from_slice(&id.to_ne_bytes());
+                        req.commit();
+                        forged = true;
+                        go_tx.send("three-written-into-a-slot-held-by-safe-code").unwrap();
+                    }
+                    other => panic!("unexpected LOOKUP {:?}", String::from_utf8_lossy(other)),
+                }
+            }
+            fuse_uring_support::abort(&mnt);
+            let _ = fuse_uring_support::umount(&mnt, libc::MNT_DETACH);
+            drop(held);
+            drop(merged);
+            drop(go_tx);
+            drop(stop_aborter);
+            aborter.join().expect("aborter");
+        }
+    });
+    drop(rt);
+    let _ = clients.join();
+    let _ = std::fs::remove_dir(&mnt);
+    let outcome = outcome.borrow();
+    let a = outcome
+        .as_ref()
+        .expect("the third LOOKUP was fetched (if not: the forged commit lost it)");
+    let third = b"three-written-into-a-slot-held-by-safe-code";
+    assert!(
+        !a.windows(third.len()).any(|w| w == third),
+        "after a commit whose header carried another request's commit id, the kernel \
+         copied the next request into the payload of a Fetched that safe code holds: {:?}",
+        String::from_utf8_lossy(a)
     );
 }
