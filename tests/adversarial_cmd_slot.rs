@@ -241,7 +241,11 @@ fn adversarial_cmd_slot_swapped_payload_lease_is_not_written_by_the_kernel() {
                         // Safe code takes the slot's payload lease and leaves another.
                         let mut mine = own.try_lease(MAX_WRITE as usize).expect("own lease");
                         mine.set_len(MAX_WRITE as usize);
-                        let mut taken = std::mem::replace(req.payload_mut(), mine);
+                        // Fixed: `Fetched::payload_mut` now gives `&mut [u8]`, never
+                        // `&mut Lease`, so `std::mem::replace(req.payload_mut(), mine)` no
+                        // longer compiles and the only lease safe code can hold is its own.
+                        let _bytes: &mut [u8] = req.payload_mut();
+                        let mut taken = mine;
                         taken.fill(0);
                         stolen = Some(taken);
                     }

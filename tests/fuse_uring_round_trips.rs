@@ -47,12 +47,12 @@ fn file_round_trip() {
         );
     }
     // A read past the end, and an overwrite in the middle.
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(s.at("f4"))
         .unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&mut f, b"middle", 100_000).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"middle", 100_000).unwrap();
     let mut buf = vec![0u8; 10];
     let n = std::os::unix::fs::FileExt::read_at(&f, &mut buf, 299_995).unwrap();
     assert_eq!(n, 5, "a read across the end of the file is short");
@@ -65,7 +65,8 @@ fn file_round_trip() {
 #[test]
 fn cp_a_tree_and_back_diff_clean() {
     let Some(_on) = enabled() else { return };
-    let scratch = std::env::temp_dir().join(format!("rl-fuse-uring-scratch-{}", std::process::id()));
+    let scratch =
+        std::env::temp_dir().join(format!("rl-fuse-uring-scratch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let tree = scratch.join("tree");
     make_tree(&tree, 300);

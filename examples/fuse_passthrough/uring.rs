@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ringleader::cmd_slot::{CmdQueue, Fetched, SlotAddr, SlotProtocol};
-use ringleader::group::{Group, Leader, LeaseExt, Member};
+use ringleader::group::Member;
 use ringleader::ops::Cmd;
 
 use crate::abi::{self, InHeader, Pod, op};
@@ -333,15 +333,11 @@ fn errno(e: &io::Error) -> i32 {
 async fn read(fs: &Fs, req: &mut Fetched<Queue>, arg: &[u8]) -> Result<usize, i32> {
     let io = fs.read_io(arg)?;
     let len = io.len.min(req.payload().len());
-    let lease = req.payload_mut();
     let members = (0..len).step_by(STRIPE).map(|start| {
         let end = (start + STRIPE).min(len);
         Member::read_fixed(&io.fd, io.offset + start as u64).at(start..end)
     });
-    let out = Group::new(lease)
-        .leader(Leader::nop())
-        .members(members.collect::<Vec<_>>())
-        .await;
+    let out = req.group(members.collect()).await;
     // The valid prefix: stripes in order, up to the first short one.
     let mut done = 0;
     for (i, r) in out.members.iter().enumerate() {
@@ -361,7 +357,7 @@ async fn read(fs: &Fs, req: &mut Fetched<Queue>, arg: &[u8]) -> Result<usize, i3
     }
     // A short stripe before the end of the file (rare): finish it with plain reads.
     while done < len {
-        let view = lease.view_mut(done..len);
+        let view = req.payload_view_mut(done..len);
         match ringleader::group::read_fixed_at(&io.fd, view, io.offset + done as u64).await {
             Ok(0) => break,
             Ok(n) => done += n,
@@ -378,17 +374,15 @@ async fn read(fs: &Fs, req: &mut Fetched<Queue>, arg: &[u8]) -> Result<usize, i3
 async fn write(fs: &Fs, req: &mut Fetched<Queue>, arg: &[u8], sz: usize) -> Result<usize, i32> {
     let io = fs.write_io(arg, sz)?;
     let len = io.len.min(sz);
-    let lease = req.payload_mut();
-    let out = Group::new(lease)
-        .leader(Leader::nop())
-        .member(Member::write_fixed(&io.fd, io.offset).at(0..len))
+    let out = req
+        .group(vec![Member::write_fixed(&io.fd, io.offset).at(0..len)])
         .await;
     let mut done = match &out.members[0] {
         Ok(n) => *n,
         Err(e) => return Err(errno(e)),
     };
     while done < len {
-        let view = lease.view(done..len);
+        let view = req.payload_view(done..len);
         match ringleader::group::write_fixed_at(&io.fd, view, io.offset + done as u64).await {
             Ok(0) => break,
             Ok(n) => done += n,
@@ -399,6 +393,6 @@ async fn write(fs: &Fs, req: &mut Fetched<Queue>, arg: &[u8], sz: usize) -> Resu
     let mut reply = Reply::new();
     Fs::write_done(done, &mut reply);
     let n = reply.payload().len();
-    lease[..n].copy_from_slice(reply.payload());
+    req.payload_mut()[..n].copy_from_slice(reply.payload());
     Ok(n)
 }

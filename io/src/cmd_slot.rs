@@ -41,7 +41,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::future::IntoFuture;
 use std::io;
+use std::ops::RangeBounds;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -52,6 +54,7 @@ use futures::stream::FuturesUnordered;
 use ringleader_buf::{FixedPool, Lease};
 use ringleader_executor::Op;
 
+use crate::group::{Group, GroupFuture, Leader, LeaseExt, LeaseSlice, LeaseSliceMut, Member};
 use crate::uring_cmd::{Cmd, UringCmd};
 
 /// The addresses of one slot, for building its fetch command.
@@ -79,8 +82,12 @@ pub struct SlotAddr {
 pub unsafe trait SlotProtocol: 'static {
     /// The command that hands an empty slot to the driver (FUSE: `REGISTER`).
     fn fetch(&self, fd: RawFd, slot: &SlotAddr) -> Cmd;
-    /// The command that commits the reply in `header` (and the payload) and hands the slot
-    /// back for the next request (FUSE: `COMMIT_AND_FETCH`).
+    /// The command that commits the reply of the request in `header` and hands the slot
+    /// back for the next request (FUSE: `COMMIT_AND_FETCH`). Called when the request is
+    /// fetched, with the header exactly as the driver wrote it (so the request's identity,
+    /// FUSE's commit id, comes from the driver, not from whatever the user later writes
+    /// into the header); the command is kept and pushed at the commit. It must not depend
+    /// on the reply.
     fn commit(&self, fd: RawFd, header: &[u8]) -> Cmd;
     /// Replace the reply in `header` by the error `errno` (positive), with no payload: for a
     /// request dropped unanswered.
@@ -105,6 +112,8 @@ pub struct QueueStats {
 /// [`Fetched`] in between.
 struct Slot {
     header: Box<[u8]>,
+    /// The commit command, built at the fetch CQE from the driver's header.
+    commit: Option<Cmd>,
     payload: Lease,
     /// The `iovec[2]` a fetch command may point at (FUSE `REGISTER`); never read here.
     _iov: Box<[libc::iovec; 2]>,
@@ -146,9 +155,12 @@ impl<P: SlotProtocol> Shared<P> {
         }
     }
 
-    /// Push the commit of `slot` (its reply written).
-    fn push_commit(&self, slot: Slot) -> SlotOp {
-        let cmd = self.proto.commit(self.fd.as_raw_fd(), &slot.header);
+    /// Push the commit of `slot` (its reply written), with the command made at its fetch.
+    fn push_commit(&self, mut slot: Slot) -> SlotOp {
+        let cmd = slot
+            .commit
+            .take()
+            .unwrap_or_else(|| self.proto.commit(self.fd.as_raw_fd(), &slot.header));
         // SAFETY: `SlotProtocol`'s contract: the command points only into this slot, which is
         // the op's data until its final CQE (the payload's lease and the header's and iovec's
         // boxes do not move when the `Slot` moves); the fd's owner is in the slot too.
@@ -220,6 +232,7 @@ impl<P: SlotProtocol> CmdQueue<P> {
             let cmd = shared.proto.fetch(shared.fd.as_raw_fd(), &addr);
             let slot = Slot {
                 header,
+                commit: None,
                 payload,
                 _iov: iov,
                 _fd: Rc::clone(&shared.fd),
@@ -277,8 +290,10 @@ impl<P: SlotProtocol> Stream for CmdQueue<P> {
                 return Poll::Ready(None);
             }
             match Pin::new(&mut this.armed).poll_next(cx) {
-                Poll::Ready(Some((Ok(_), slot))) => {
+                Poll::Ready(Some((Ok(_), mut slot))) => {
                     this.shared.count(|s| s.fetched += 1);
+                    let fd = this.shared.fd.as_raw_fd();
+                    slot.commit = Some(this.shared.proto.commit(fd, &slot.header));
                     return Poll::Ready(Some(Ok(Fetched {
                         slot: Some(slot),
                         shared: Rc::clone(&this.shared),
@@ -321,8 +336,9 @@ impl<P: SlotProtocol> fmt::Debug for CmdQueue<P> {
     }
 }
 
-/// One fetched request: its slot's header and payload, the user's until [`commit`]
-/// (Fetched::commit). Dropped uncommitted, it is committed with an error (module docs).
+/// One fetched request: its slot's header and payload, the user's until
+/// [`commit`](Fetched::commit). Dropped uncommitted, it is committed with an error (module
+/// docs).
 #[must_use = "a fetched request is answered by `commit`; dropping it answers with an error"]
 pub struct Fetched<P: SlotProtocol> {
     slot: Option<Slot>,
@@ -352,15 +368,39 @@ impl<P: SlotProtocol> Fetched<P> {
         &mut self.slot_mut().header
     }
 
-    /// The payload lease (its length is the slot's payload size), for plain access and for
-    /// groups whose members read or write it.
+    /// The payload lease (its length is the slot's payload size). Shared only: the driver
+    /// keeps the payload's address from the first fetch, so the lease must never be moved
+    /// out of the slot (no `&mut Lease` is handed out, see [`payload_mut`]
+    /// (Fetched::payload_mut)).
     pub fn payload(&self) -> &Lease {
         &self.slot().payload
     }
 
-    /// The payload lease, mutably.
-    pub fn payload_mut(&mut self) -> &mut Lease {
-        &mut self.slot_mut().payload
+    /// The payload's bytes, to write the reply (the lease access rule applies: a panic if a
+    /// dropped kernel op still uses them).
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        &mut self.slot_mut().payload[..]
+    }
+
+    /// A shared view of payload bytes `range`, for plain ops that read them
+    /// (`ringleader::group::write_fixed_at`).
+    pub fn payload_view(&self, range: impl RangeBounds<usize>) -> LeaseSlice<'_> {
+        self.slot().payload.view(range)
+    }
+
+    /// An exclusive view of payload bytes `range`, for plain ops that write them
+    /// (`ringleader::group::read_fixed_at`).
+    pub fn payload_view_mut(&mut self, range: impl RangeBounds<usize>) -> LeaseSliceMut<'_> {
+        self.slot_mut().payload.view_mut(range)
+    }
+
+    /// A group on the payload: no leader I/O (the driver filled it), `members` read or write
+    /// it (each on its own range, see `Member::at`), with the group contract (§4).
+    pub fn group(&mut self, members: Vec<Member>) -> GroupFuture<'_> {
+        Group::new(&mut self.slot_mut().payload)
+            .leader(Leader::nop())
+            .members(members)
+            .into_future()
     }
 
     /// Commit the reply now in the header and payload, handing the slot back to the driver
