@@ -208,8 +208,14 @@ fn run(args: Args) -> Result<(), String> {
                          get ENOTCONN)",
                         args.mount.display()
                     );
+                    let conn = uring::connection(&args.mount);
                     mount::unmount(&args.mount, libc::MNT_DETACH)
                         .map_err(|e| format!("detaching {}: {e}", args.mount.display()))?;
+                    if on {
+                        // The ring's commands keep the connection open past the close of
+                        // /dev/fuse: end it here (uring.rs).
+                        uring::abort(conn.as_deref());
+                    }
                 }
             }
             // Dropping the runtime closes the /dev/fuse fds, which ends the connection.

@@ -73,6 +73,33 @@ pub fn availability() -> Result<(), String> {
     }
 }
 
+/// The FUSE connection number of the mount at `mnt` (its device minor, from mountinfo).
+pub fn connection(mnt: &std::path::Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mnt = mnt.canonicalize().ok()?;
+    let mnt = mnt.to_str()?;
+    info.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.get(4) == Some(&mnt)).then(|| f[2].split(':').nth(1).unwrap_or("").to_owned())
+    })
+}
+
+/// Abort connection `conn` through fusectl (mounted first if needed). At a stop with the
+/// mount busy: the ring's in-flight `URING_CMD`s hold /dev/fuse open, so closing it does not
+/// end the connection as it does for the classic transport, and `ASYNC_CANCEL` cannot
+/// cancel them; without this the runtime's shutdown would wait its bound (10 s per core)
+/// for them.
+pub fn abort(conn: Option<&str>) {
+    let Some(conn) = conn else { return };
+    let ctl = std::path::Path::new("/sys/fs/fuse/connections");
+    if !ctl.join(conn).exists() {
+        let _ = std::process::Command::new("mount")
+            .args(["-t", "fusectl", "none", "/sys/fs/fuse/connections"])
+            .status();
+    }
+    let _ = std::fs::write(ctl.join(conn).join("abort"), "1");
+}
+
 /// The queues core `core` of `cores` serves: every possible CPU's, spread over the cores.
 fn queues_of(core: usize, cores: usize) -> Vec<u16> {
     let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible")
