@@ -370,8 +370,8 @@ impl<P: SlotProtocol> Fetched<P> {
 
     /// The payload lease (its length is the slot's payload size). Shared only: the driver
     /// keeps the payload's address from the first fetch, so the lease must never be moved
-    /// out of the slot (no `&mut Lease` is handed out, see [`payload_mut`]
-    /// (Fetched::payload_mut)).
+    /// out of the slot (no `&mut Lease` is handed out, see
+    /// [`payload_mut`](Fetched::payload_mut)).
     pub fn payload(&self) -> &Lease {
         &self.slot().payload
     }
