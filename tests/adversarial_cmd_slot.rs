@@ -395,7 +395,9 @@ fn adversarial_cmd_slot_forged_commit_id_rearms_another_slot() {
                             .copy_from_slice(&id.to_ne_bytes());
                         req.commit();
                         forged = true;
-                        go_tx.send("three-written-into-a-slot-held-by-safe-code").unwrap();
+                        go_tx
+                            .send("three-written-into-a-slot-held-by-safe-code")
+                            .unwrap();
                     }
                     other => panic!("unexpected LOOKUP {:?}", String::from_utf8_lossy(other)),
                 }
