@@ -283,8 +283,18 @@ impl<P: SlotProtocol> Stream for CmdQueue<P> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
-            let old = this.shared.waker.replace(Some(cx.waker().clone()));
-            drop(old);
+            // Keep the stored waker if it wakes this task already (no clone per request);
+            // a replaced one is dropped outside the borrow.
+            let same = this
+                .shared
+                .waker
+                .borrow()
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()));
+            if !same {
+                let old = this.shared.waker.replace(Some(cx.waker().clone()));
+                drop(old);
+            }
             this.adopt();
             if this.live == 0 {
                 return Poll::Ready(None);
