@@ -151,7 +151,11 @@ fn adversarial_task_abort_races_completion_from_another_thread() {
                 ringleader::yield_now().await;
             }
             assert!(h.is_finished(), "round {round}: finished");
-            assert_eq!(drops.load(Ordering::SeqCst), 1, "round {round}: dropped once");
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                1,
+                "round {round}: dropped once"
+            );
         }
     });
 }
