@@ -20,13 +20,18 @@
 //! while safe code holds it, and B's request is never committed (its client hangs until
 //! the connection is aborted). See
 //! `adversarial_cmd_slot_forged_commit_id_rearms_another_slot`.
+//!
+//! (Both fixed in 80114a5.) A third: a commit re-arms the slot even while a kernel op on its
+//! payload is still in flight (one forgotten, or dropped and not settled within the limit:
+//! uncancellable I/O), so the driver's next request and the stale op write the same bytes;
+//! see `adversarial_cmd_slot_commit_does_not_rearm_a_payload_with_a_kernel_writer`.
 
 mod fuse_uring_support;
 
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -425,4 +430,143 @@ fn adversarial_cmd_slot_forged_commit_id_rearms_another_slot() {
          copied the next request into the payload of a Fetched that safe code holds: {:?}",
         String::from_utf8_lossy(a)
     );
+}
+
+/// Design §3's reuse rule: a lease goes back only after every op that referenced it has
+/// seen its final CQE; a forgotten op leaves it busy for good. A commit hands the slot back
+/// to the driver all the same: here a READ into the payload is forgotten in flight (a pipe
+/// with no data yet), the request committed, and FUSE copies the next request into the
+/// same memory; the forgotten read then lands on top of it. The next request's payload is
+/// both unreadable (busy for good) and overwritten. A slot whose payload still has kernel
+/// users should not be re-armed (retire it, or wait); with one slot per queue, the next
+/// request then waits for the connection's abort, which this test accepts.
+#[test]
+fn adversarial_cmd_slot_commit_does_not_rearm_a_payload_with_a_kernel_writer() {
+    let _enabled = match fuse_uring_support::UringEnabled::acquire() {
+        Ok(g) => g,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let mnt = std::env::temp_dir().join(format!("rl-adv-cmdslot3-{}", std::process::id()));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let Some(fuse) = mount_and_init(&mnt) else {
+        eprintln!("skipped: the kernel did not offer FUSE_OVER_IO_URING with enable_uring=Y");
+        return;
+    };
+    let (go_tx, go_rx) = mpsc::channel::<&'static str>();
+    let clients = {
+        let mnt = mnt.clone();
+        std::thread::spawn(move || {
+            let mut threads = Vec::new();
+            for name in go_rx {
+                let p = mnt.join(name);
+                threads.push(std::thread::spawn(move || {
+                    pin_cpu0();
+                    let _ = std::fs::symlink_metadata(p);
+                }));
+            }
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+    };
+    go_tx.send("one").unwrap();
+    let rt = Builder::new().sqe128(true).build_local().expect("ring");
+    // (payload readable, its first bytes), for the request fetched after the commit.
+    let outcome: Rc<RefCell<Option<(bool, Vec<u8>)>>> = Rc::default();
+    rt.block_on({
+        let (outcome, mnt) = (Rc::clone(&outcome), mnt.clone());
+        async move {
+            let fuse = Rc::new(fuse);
+            let mut queues = Vec::new();
+            for qid in 0..fuse_uring_support::possible_cpus() {
+                queues.push(
+                    CmdQueue::new(
+                        Rc::clone(&fuse),
+                        Fuse { qid: qid as u16 },
+                        1,
+                        HEADER_LEN,
+                        MAX_WRITE as usize,
+                    )
+                    .expect("queue"),
+                );
+            }
+            let mut fds = [0; 2];
+            // SAFETY: `fds` has room for the two fds pipe2 writes.
+            assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+            // SAFETY: fresh fds owned by nobody else.
+            let (pipe_r, pipe_w) =
+                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            let pipe_r = Rc::new(pipe_r);
+            let (stop_aborter, stopped) = mpsc::channel::<()>();
+            let aborter = {
+                let mnt = mnt.clone();
+                std::thread::spawn(move || {
+                    let timeout = std::time::Duration::from_secs(10);
+                    if stopped.recv_timeout(timeout) == Err(mpsc::RecvTimeoutError::Timeout) {
+                        fuse_uring_support::abort(&mnt);
+                    }
+                })
+            };
+            let mut poisoned = false;
+            let mut merged = futures::stream::select_all(queues.iter_mut());
+            while let Some(item) = merged.next().await {
+                // An error: aborted, the next request was never fetched (accepted).
+                let Ok(mut req) = item else { break };
+                if poisoned {
+                    let readable = req.payload().try_as_slice().is_ok();
+                    // Now let the forgotten read finish (it lands in this payload).
+                    let stale = b"STALE-BYTES-FROM-A-FORGOTTEN-READ";
+                    // SAFETY: writes our buffer to the pipe's write end, which we own.
+                    unsafe { libc::write(pipe_w.as_raw_fd(), stale.as_ptr().cast(), stale.len()) };
+                    ringleader::time::sleep(std::time::Duration::from_millis(100)).await;
+                    // Diagnostics only: the bytes, read through the raw pointer (the lease
+                    // refuses, busy for good); no kernel op writes them any more.
+                    let p = req.payload().as_ptr();
+                    // SAFETY: the payload is at least 64 bytes and no write is in flight
+                    // (the forgotten read has completed above).
+                    let bytes = unsafe { std::slice::from_raw_parts(p, 64) }.to_vec();
+                    *outcome.borrow_mut() = Some((readable, bytes));
+                    reply(req.header_mut(), -libc::ENOENT, 0);
+                    req.commit();
+                    break;
+                }
+                if u32_at(req.header(), 4) != FUSE_LOOKUP {
+                    answer_other(req);
+                    continue;
+                }
+                // "one": a READ into the payload, forgotten in flight, then the commit.
+                let op = ringleader::group::read_fixed_at(
+                    &pipe_r,
+                    req.payload_view_mut(0..64),
+                    u64::MAX,
+                );
+                std::mem::forget(op);
+                reply(req.header_mut(), -libc::ENOENT, 0);
+                req.commit();
+                poisoned = true;
+                go_tx.send("two-the-next-request").unwrap();
+            }
+            fuse_uring_support::abort(&mnt);
+            let _ = fuse_uring_support::umount(&mnt, libc::MNT_DETACH);
+            drop(merged);
+            drop(go_tx);
+            drop(stop_aborter);
+            aborter.join().expect("aborter");
+        }
+    });
+    drop(rt);
+    let _ = clients.join();
+    let _ = std::fs::remove_dir(&mnt);
+    if let Some((readable, bytes)) = outcome.borrow().as_ref() {
+        let name = b"two-the-next-request";
+        assert!(
+            *readable && bytes.windows(name.len()).any(|w| w == name),
+            "a commit re-armed a slot whose payload had a forgotten READ in flight: the \
+             next request's payload is readable: {readable}, and holds {:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
 }
