@@ -231,3 +231,70 @@ fn adversarial_nbd_splice_nonreading_clients_do_not_exhaust_server_fds() {
     drop(hogs);
     server.stop();
 }
+
+/// Passes (pins it): the stall timeout still ends clients that stopped reading while
+/// their replies are splices blocked in io-wq workers on a full socket: each connection is
+/// reset, and the pipes it held are closed (at most the core's pool of 64 empty pipes
+/// stays open), and the server then serves spliced READs with the right bytes (no pipe
+/// came back to the pool holding stale bytes).
+#[test]
+fn adversarial_nbd_splice_stalled_readers_are_closed_and_their_pipes_freed() {
+    let (server, _image, content) = server(&["--stall-timeout", "2s", "--max-memory", "4G"]);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", server.child.id()))
+            .map(Iterator::count)
+            .unwrap()
+    };
+    let before = fds();
+    let mut hogs = Vec::new();
+    for _ in 0..4 {
+        let mut c = small_window_client(server.addr);
+        for h in 0..64u64 {
+            c.request(0, CMD_READ, h, (h % 7) << 20, 1 << 20);
+        }
+        hogs.push(c);
+    }
+    for (i, c) in hogs.iter().enumerate() {
+        // Without reading (reading would be progress): wait for the reset or the end of
+        // stream, with a 60 s hang guard.
+        let mut pfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&c.s),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, 60_000) };
+        assert!(
+            n == 1 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0,
+            "client {i}: the stalled connection was not closed (poll: {n}, {:#x})",
+            pfd.revents
+        );
+    }
+    drop(hogs);
+    // The closes are done on the server's side once its connection tasks end: a spliced
+    // READ on a fresh connection comes after them on the same core.
+    let (mut c, _, _) = Raw::ready(server.addr, false);
+    for (h, off) in [(1u64, 0usize), (2, 3 << 20), (3, 5 << 20)] {
+        let got = read(&mut c, h, off as u64, 1 << 20).expect("a spliced READ after the stalls");
+        assert!(
+            got == content[off..off + (1 << 20)],
+            "READ at {off}: other bytes"
+        );
+    }
+    // The hogs' tasks end as their blocked splices come back; allow them a moment (a
+    // hang guard, not a timing claim).
+    let mut after = fds();
+    for _ in 0..100 {
+        if after <= before + 2 * 64 + 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        after = fds();
+    }
+    assert!(
+        after <= before + 2 * 64 + 2,
+        "fds: {before} before the stalled clients, {after} after they were closed"
+    );
+    c.disconnect();
+    server.stop();
+}
