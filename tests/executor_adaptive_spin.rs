@@ -1,12 +1,21 @@
-//! The adaptive spin-before-park (the default of `Builder::spin_before_park`): it stops
-//! spinning when spins find nothing, starts again when waits turn short, and sits out after
-//! a spin lost its CPU to another thread, where spinning only burns CPU per request.
+//! The adaptive spin-before-park (the default of `Builder::spin_before_park`), through a
+//! runtime: it stops spinning when spins find nothing, and sits out after a spin lost its
+//! CPU to another thread, where spinning only burns CPU per request. The policy's every
+//! rule (including growing back on short waits, which a busy machine makes untestable
+//! here) has unit tests in executor/src/core.rs.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ringleader::Builder;
+
+/// One test at a time: the CPU-sharing test's busy thread would make the others' spins
+/// lose their CPU (and sit out, as they should).
+fn alone() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// `(waits, spin_parks, spin_holdoffs)` over `sleeps` on a local runtime.
 fn run(spin: Duration, fixed: bool, sleeps: Vec<Duration>) -> (u64, u64, u64) {
@@ -31,6 +40,7 @@ fn run(spin: Duration, fixed: bool, sleeps: Vec<Duration>) -> (u64, u64, u64) {
 
 #[test]
 fn fruitless_spins_back_off_where_the_fixed_spin_keeps_spinning() {
+    let _alone = alone();
     let long = vec![Duration::from_millis(3); 20];
     let (_, fixed_parks, _) = run(Duration::from_micros(200), true, long.clone());
     assert_eq!(fixed_parks, 20, "the fixed spin spins before every park");
@@ -44,31 +54,8 @@ fn fruitless_spins_back_off_where_the_fixed_spin_keeps_spinning() {
 }
 
 #[test]
-fn spinning_resumes_once_waits_are_short_again() {
-    // Long waits first switch spinning off; then 100 µs waits, each well within the 5 ms
-    // bound: the first is parked, and restores the budget for the next. A busy machine can
-    // preempt a spin (which then sits out on purpose): try again a few times.
-    for attempt in 1..=5 {
-        let mut sleeps = vec![Duration::from_millis(20); 12];
-        sleeps.extend(vec![Duration::from_micros(100); 20]);
-        let (waits, _, holdoffs) = run(Duration::from_millis(5), false, sleeps);
-        if holdoffs > 0 {
-            eprintln!("attempt {attempt}: a spin lost its CPU ({holdoffs} hold-offs); again");
-            continue;
-        }
-        // 12 long sleeps park; of the short ones only the first may (plus a couple the
-        // timer's granularity lets slip past a spin).
-        assert!(
-            waits <= 12 + 4,
-            "spinning did not resume on short waits: {waits} parks for 12 long and 20 short sleeps"
-        );
-        return;
-    }
-    panic!("every attempt had a spin preempted: the machine is too busy to tell");
-}
-
-#[test]
 fn a_spin_that_loses_its_cpu_sits_out() {
+    let _alone = alone();
     // Pin this thread and a busy thread to the same CPU: a 50 ms spin waiting for a 20 ms
     // timer shares the CPU with it, so its CPU time falls far short of its wall time.
     let cpu = pin_to_any_cpu();

@@ -63,6 +63,52 @@ struct Spin {
     holdoff: Cell<u32>,
 }
 
+impl Spin {
+    fn new(max: Duration, fixed: bool) -> Spin {
+        Spin {
+            max,
+            fixed,
+            budget: Cell::new(max),
+            holdoff: Cell::new(0),
+        }
+    }
+
+    /// The budget of the spin about to start, or `None`: park at once (held off, or a
+    /// budget too small to be worth it).
+    fn next_budget(&self) -> Option<Duration> {
+        if self.fixed {
+            return Some(self.max);
+        }
+        if self.holdoff.get() > 0 {
+            self.holdoff.set(self.holdoff.get() - 1);
+            return None;
+        }
+        let budget = self.budget.get();
+        (budget >= SPIN_MIN).then_some(budget)
+    }
+
+    /// A spin of `budget` ended after `wall`, having run `cpu` of it, and `found` work or
+    /// not. Returns whether it lost its CPU (and now sits out).
+    fn spun(&self, budget: Duration, found: bool, wall: Duration, cpu: Duration) -> bool {
+        if wall > cpu + wall / 4 + SPIN_MIN {
+            // Another thread had this CPU for a good part of the spin.
+            self.holdoff.set(SPIN_HOLDOFF);
+            return true;
+        }
+        self.budget.set(if found { self.max } else { budget / 2 });
+        false
+    }
+
+    /// After a park that began `idle` ago: if a spin would have caught the wake-up, grow the
+    /// next spin's budget to cover such a wait and at least double it, up to the bound.
+    fn parked(&self, idle: Duration) {
+        if !self.fixed && self.holdoff.get() == 0 && idle <= self.max {
+            let grown = (self.budget.get() * 2).max(idle + idle / 2);
+            self.budget.set(grown.min(self.max));
+        }
+    }
+}
+
 /// Idle periods without a spin after one that lost its CPU to another thread.
 const SPIN_HOLDOFF: u32 = 128;
 /// Spin budgets below this are not worth a spin.
@@ -109,12 +155,7 @@ impl Core {
             shared,
             cores: RefCell::new(None),
             tick_budget: tuning.tick_budget.max(1),
-            spin: Spin {
-                max: tuning.spin,
-                fixed: tuning.spin_fixed,
-                budget: Cell::new(tuning.spin),
-                holdoff: Cell::new(0),
-            },
+            spin: Spin::new(tuning.spin, tuning.spin_fixed),
         }))
     }
 
@@ -239,29 +280,24 @@ impl Core {
     /// A spin only pays when its CPU would otherwise sit idle and the wait is short. So:
     ///
     /// - a spin that found nothing halves the next one's budget; a park whose wait turned
-    ///   out shorter than the bound (a spin would have caught it) restores it: a core whose
-    ///   waits are long (an idle server, a slow peer) soon stops spinning;
+    ///   out shorter than the bound (a spin would have caught it) grows it back: a core
+    ///   whose waits are long (an idle server, a slow peer) soon stops spinning;
     /// - a spin that lost its CPU (its thread's CPU time fell well short of the time it
     ///   spun: another runnable thread needed this CPU, such as the io-wq worker doing the
     ///   very write the core waits for) turns spinning off for the next [`SPIN_HOLDOFF`] idle
     ///   periods: spinning there only delays the work and burns CPU per request.
     ///
     /// Each spin reads the thread's CPU clock twice (two syscalls, well under a
-    /// microsecond); a held-off core reads none.
+    /// microsecond), and yields the CPU between its polls of the ring (`sched_yield`, which
+    /// returns at once when no other thread of this CPU is runnable): a worker that shares
+    /// the CPU runs at once instead of after the spin, and the spin sees the time it lost.
+    /// A held-off core does neither.
     fn spin_for_work(&self, idle: &impl Fn() -> bool) -> Option<Instant> {
         let start = Instant::now();
         let spin = &self.spin;
-        let budget = if spin.fixed {
-            spin.max
-        } else if spin.holdoff.get() > 0 {
-            spin.holdoff.set(spin.holdoff.get() - 1);
-            Duration::ZERO
-        } else {
-            spin.budget.get()
-        };
-        if budget < SPIN_MIN && !spin.fixed {
+        let Some(budget) = spin.next_budget() else {
             return Some(start);
-        }
+        };
         let cpu_start = (!spin.fixed).then(thread_cpu_time);
         let deadline = start + budget;
         let found = loop {
@@ -285,31 +321,28 @@ impl Core {
                 self.driver.borrow_mut().stats.spin_parks += 1;
                 break false;
             }
-            std::hint::spin_loop();
+            if cpu_start.is_some() {
+                // Let a runnable thread of this CPU (an io-wq worker doing the write the core
+                // waits for) run now rather than at the end of the spin: the spin then shows
+                // the lost CPU time (below) and sits out. Returns at once if none is.
+                // SAFETY: sched_yield takes no arguments and touches no memory of ours.
+                unsafe { libc::sched_yield() };
+            } else {
+                std::hint::spin_loop();
+            }
         };
         if let Some(cpu_start) = cpu_start {
-            let wall = start.elapsed();
             let cpu = thread_cpu_time().saturating_sub(cpu_start);
-            if wall > cpu + wall / 4 + SPIN_MIN {
-                // Preempted while spinning: the CPU had other work.
-                spin.holdoff.set(SPIN_HOLDOFF);
+            if spin.spun(budget, found, start.elapsed(), cpu) {
                 self.driver.borrow_mut().stats.spin_holdoffs += 1;
-            } else if found {
-                spin.budget.set(spin.max);
-            } else {
-                spin.budget.set(budget / 2);
             }
         }
         (!found).then_some(start)
     }
 
-    /// After a park that began `idle` ago: if a spin would have caught the wake-up, spin
-    /// again next time (adaptive mode).
+    /// After a park that began `idle` ago (see [`Spin::parked`]).
     fn after_park(&self, idle: Duration) {
-        let spin = &self.spin;
-        if !spin.fixed && spin.holdoff.get() == 0 && idle <= spin.max {
-            spin.budget.set(spin.max);
-        }
+        self.spin.parked(idle);
     }
 
     /// Wake the tasks whose ops completed and drop orphaned resources, outside the borrow.
@@ -434,4 +467,82 @@ fn thread_cpu_time() -> Duration {
     // SAFETY: `ts` is a valid, writable timespec; the call writes nothing else.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+    const US: Duration = Duration::from_micros(1);
+
+    /// Spin, finding work (or not) with the thread on its CPU the whole time.
+    fn spin_alone(s: &Spin, found: bool) -> Option<Duration> {
+        let b = s.next_budget()?;
+        let wall = if found { b / 3 } else { b };
+        assert!(!s.spun(b, found, wall, wall));
+        Some(b)
+    }
+
+    #[test]
+    fn fruitless_spins_halve_down_to_no_spin() {
+        let s = Spin::new(MS, false);
+        let mut budgets = Vec::new();
+        while let Some(b) = spin_alone(&s, false) {
+            budgets.push(b);
+            s.parked(5 * MS); // longer than the bound: no growth
+        }
+        assert_eq!(budgets.first(), Some(&MS));
+        assert!(budgets.windows(2).all(|w| w[1] == w[0] / 2), "{budgets:?}");
+        assert!(budgets.len() <= 10, "{budgets:?}");
+        assert_eq!(s.next_budget(), None, "long waits: no spin");
+    }
+
+    #[test]
+    fn short_parks_grow_the_budget_back_to_cover_the_wait() {
+        let s = Spin::new(5 * MS, false);
+        while spin_alone(&s, false).is_some() {
+            s.parked(20 * MS);
+        }
+        assert_eq!(s.next_budget(), None);
+        // A 100 µs wait, parked: the next spin covers it.
+        s.parked(100 * US);
+        let b = s.next_budget().expect("spinning again");
+        assert!(b >= 150 * US, "budget {b:?} for 100 µs waits");
+        // And catching work restores the bound.
+        assert!(!s.spun(b, true, 100 * US, 100 * US));
+        assert_eq!(s.next_budget(), Some(5 * MS));
+    }
+
+    #[test]
+    fn a_spin_that_lost_its_cpu_sits_out_then_spins_again() {
+        let s = Spin::new(50 * US, false);
+        let b = s.next_budget().unwrap();
+        assert!(
+            s.spun(b, true, 50 * US, 10 * US),
+            "ran 10 of 50 µs: lost the CPU"
+        );
+        for _ in 0..SPIN_HOLDOFF {
+            assert_eq!(s.next_budget(), None);
+            s.parked(10 * US); // a short wait does not end the hold-off early
+        }
+        assert!(s.next_budget().is_some(), "the hold-off ends");
+    }
+
+    #[test]
+    fn a_spin_that_kept_its_cpu_is_not_held_off() {
+        let s = Spin::new(50 * US, false);
+        let b = s.next_budget().unwrap();
+        assert!(!s.spun(b, true, 40 * US, 39 * US));
+        assert_eq!(s.next_budget(), Some(50 * US));
+    }
+
+    #[test]
+    fn the_fixed_spin_never_adapts() {
+        let s = Spin::new(50 * US, true);
+        for _ in 0..20 {
+            assert_eq!(s.next_budget(), Some(50 * US));
+            s.parked(MS);
+        }
+    }
 }

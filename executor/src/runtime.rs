@@ -137,7 +137,7 @@ impl Builder {
     /// low queue depth then finds its next completion without a sleep and a wake-up.
     ///
     /// The spin is adaptive: it only goes on while it pays. A spin that finds nothing halves
-    /// the next one (a park whose wait turns out shorter than `spin` restores it), and a
+    /// the next one (a park whose wait turns out shorter than `spin` grows it back), and a
     /// spin that loses its CPU to another thread (an io-wq worker doing the write the core
     /// waits for, another process pinned to the same CPU) turns spinning off for the next
     /// 128 idle periods. So a saturated or mostly idle core spends about what it would

@@ -45,7 +45,8 @@ then ringleader's ratio to the best peer on IOPS and on IOPS per CPU-second.
   --image PATH          the image (default: target/nbd-bench.img, 1 GiB of pseudo-random
                         data, created if missing)
   --servers NAME,..     subset of: ringleader,ringleader-ring-writes,ringleader-batch-reads,
-                        ringleader-group-reads,qemu-nbd-io_uring,qemu-nbd-threads,nbdkit
+                        ringleader-group-reads,ringleader-nospin,qemu-nbd-io_uring,
+                        qemu-nbd-threads,nbdkit
                         (default: ringleader and the three peers with fio, all with qemu-img)
   --workloads NAME,..   subset of: rand-read-qd1,rand-write-qd1,rand-read-qd32,
                         rand-write-qd32 (4 KiB each), seq-read-64k (QD 32),

@@ -13,17 +13,19 @@ pub enum Server {
     RingleaderRingWrites,
     RingleaderBatchReads,
     RingleaderGroupReads,
+    RingleaderNoSpin,
     QemuNbdUring,
     QemuNbdThreads,
     Nbdkit,
 }
 
 impl Server {
-    pub const ALL: [Server; 7] = [
+    pub const ALL: [Server; 8] = [
         Server::Ringleader,
         Server::RingleaderRingWrites,
         Server::RingleaderBatchReads,
         Server::RingleaderGroupReads,
+        Server::RingleaderNoSpin,
         Server::QemuNbdUring,
         Server::QemuNbdThreads,
         Server::Nbdkit,
@@ -43,6 +45,7 @@ impl Server {
             Server::RingleaderRingWrites => "ringleader-ring-writes",
             Server::RingleaderBatchReads => "ringleader-batch-reads",
             Server::RingleaderGroupReads => "ringleader-group-reads",
+            Server::RingleaderNoSpin => "ringleader-nospin",
             Server::QemuNbdUring => "qemu-nbd-io_uring",
             Server::QemuNbdThreads => "qemu-nbd-threads",
             Server::Nbdkit => "nbdkit",
@@ -60,6 +63,7 @@ impl Server {
                 | Server::RingleaderRingWrites
                 | Server::RingleaderBatchReads
                 | Server::RingleaderGroupReads
+                | Server::RingleaderNoSpin
         )
     }
 
@@ -69,7 +73,8 @@ impl Server {
             Server::Ringleader
             | Server::RingleaderRingWrites
             | Server::RingleaderBatchReads
-            | Server::RingleaderGroupReads => "",
+            | Server::RingleaderGroupReads
+            | Server::RingleaderNoSpin => "",
             Server::QemuNbdUring | Server::QemuNbdThreads => "qemu-nbd",
             Server::Nbdkit => "nbdkit",
         }
@@ -211,6 +216,9 @@ fn start_ringleader(server: Server, l: &Launch<'_>, img: &str) -> Result<Running
         }
         Server::RingleaderGroupReads => {
             cmd.args(["--read-path", "group"]);
+        }
+        Server::RingleaderNoSpin => {
+            cmd.args(["--spin-us", "0"]);
         }
         _ => {}
     }
