@@ -29,8 +29,13 @@
 //!   ([`SlotProtocol::abandon`]: `EINTR` for a drop, `EIO` during a panic) and is committed
 //!   by the queue at its next poll. The drop itself submits nothing, so it is safe wherever
 //!   it happens, even where the ring is borrowed;
+//! - a commit waits while a kernel op still reads or writes the payload (an op on it that
+//!   was dropped and has not finished yet): re-arming the slot then would let the driver's
+//!   next request and that op use the same bytes. The queue looks again every millisecond;
 //! - a `mem::forget`-ed `Fetched` is the one exception: its slot leaks (never freed, never
 //!   reused) and its request is never answered; the client waits until the connection ends.
+//!   So does a request whose payload a forgotten kernel op still holds (its commit waits
+//!   for good).
 //!
 //! While armed, a slot's memory belongs to the in-flight command's op data; a dropped queue
 //! cancels those ops and the executor keeps their data until their final CQE (FUSE: at
@@ -41,13 +46,14 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::future::IntoFuture;
+use std::future::{Future, IntoFuture};
 use std::io;
 use std::ops::RangeBounds;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use futures::Stream;
 use futures::stream::FuturesUnordered;
@@ -137,6 +143,10 @@ struct Shared<P> {
     pushed: RefCell<Vec<SlotOp>>,
     /// Slots of dropped requests, their error reply written, to commit at the next poll.
     abandoned: RefCell<Vec<Slot>>,
+    /// Committed slots whose payload a kernel op still reads or writes (a dropped op not
+    /// yet settled, or a forgotten one): the commit waits, or the driver's next request
+    /// and that op would use the same bytes.
+    parked: RefCell<Vec<Slot>>,
     waker: RefCell<Option<Waker>>,
     stats: Cell<QueueStats>,
 }
@@ -153,6 +163,15 @@ impl<P: SlotProtocol> Shared<P> {
         if let Some(w) = w {
             w.wake();
         }
+    }
+
+    /// Push the commit of `slot`, or park it while a kernel op still uses its payload.
+    fn commit_or_park(&self, slot: Slot) -> Option<SlotOp> {
+        if slot.payload.writers() > 0 || slot.payload.readers() > 0 {
+            self.parked.borrow_mut().push(slot);
+            return None;
+        }
+        Some(self.push_commit(slot))
     }
 
     /// Push the commit of `slot` (its reply written), with the command made at its fetch.
@@ -174,6 +193,9 @@ impl<P: SlotProtocol> Shared<P> {
 pub struct CmdQueue<P: SlotProtocol> {
     shared: Rc<Shared<P>>,
     armed: FuturesUnordered<SlotOp>,
+    /// Re-polls the queue while commits are parked (no wake-up comes when a kernel op on a
+    /// payload ends).
+    retry: Option<Pin<Box<crate::time::Sleep>>>,
     /// Slots still armed or fetched (not retired by an error CQE).
     live: usize,
 }
@@ -198,6 +220,7 @@ impl<P: SlotProtocol> CmdQueue<P> {
             fd,
             pushed: RefCell::default(),
             abandoned: RefCell::default(),
+            parked: RefCell::default(),
             waker: RefCell::default(),
             stats: Cell::default(),
         });
@@ -247,6 +270,7 @@ impl<P: SlotProtocol> CmdQueue<P> {
             shared,
             armed,
             live: depth,
+            retry: None,
         })
     }
 
@@ -264,14 +288,37 @@ impl<P: SlotProtocol> CmdQueue<P> {
     fn adopt(&mut self) {
         let abandoned = std::mem::take(&mut *self.shared.abandoned.borrow_mut());
         for slot in abandoned {
-            let op = self.shared.push_commit(slot);
             self.shared.count(|s| s.abandoned += 1);
-            self.armed.push(op);
+            if let Some(op) = self.shared.commit_or_park(slot) {
+                self.armed.push(op);
+            }
+        }
+        let parked = std::mem::take(&mut *self.shared.parked.borrow_mut());
+        for slot in parked {
+            if let Some(op) = self.shared.commit_or_park(slot) {
+                self.armed.push(op);
+            }
         }
         let pushed = std::mem::take(&mut *self.shared.pushed.borrow_mut());
         for op in pushed {
             self.armed.push(op);
         }
+    }
+
+    /// While commits are parked, come back every millisecond to look again.
+    fn poll_retry(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.shared.parked.borrow().is_empty() {
+            self.retry = None;
+            return false;
+        }
+        let retry = self
+            .retry
+            .get_or_insert_with(|| Box::pin(crate::time::sleep(Duration::from_millis(1))));
+        if retry.as_mut().poll(cx).is_ready() {
+            self.retry = None;
+            return true;
+        }
+        false
     }
 }
 
@@ -317,17 +364,10 @@ impl<P: SlotProtocol> Stream for CmdQueue<P> {
                     return Poll::Ready(Some(Err(e)));
                 }
                 // Every armed op is between polls of `adopt`: new ones may have come.
-                Poll::Ready(None) => {
-                    if this.shared.pushed.borrow().is_empty()
-                        && this.shared.abandoned.borrow().is_empty()
-                    {
-                        return Poll::Pending;
-                    }
-                }
-                Poll::Pending => {
-                    if this.shared.pushed.borrow().is_empty()
-                        && this.shared.abandoned.borrow().is_empty()
-                    {
+                Poll::Ready(None) | Poll::Pending => {
+                    let idle = this.shared.pushed.borrow().is_empty()
+                        && this.shared.abandoned.borrow().is_empty();
+                    if idle && !this.poll_retry(cx) {
                         return Poll::Pending;
                     }
                 }
@@ -420,9 +460,10 @@ impl<P: SlotProtocol> Fetched<P> {
     /// Outside the runtime the queue runs on.
     pub fn commit(mut self) {
         let slot = self.slot.take().expect("committed once");
-        let op = self.shared.push_commit(slot);
         self.shared.count(|s| s.committed += 1);
-        self.shared.pushed.borrow_mut().push(op);
+        if let Some(op) = self.shared.commit_or_park(slot) {
+            self.shared.pushed.borrow_mut().push(op);
+        }
         self.shared.wake();
     }
 }
