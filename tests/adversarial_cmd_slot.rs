@@ -21,7 +21,7 @@
 //! the connection is aborted). See
 //! `adversarial_cmd_slot_forged_commit_id_rearms_another_slot`.
 //!
-//! (Both fixed in 80114a5.) A third: a commit re-arms the slot even while a kernel op on its
+//! (Both fixed in 80114a5; the third in 3f86049.) A third: a commit re-arms the slot even while a kernel op on its
 //! payload is still in flight (one forgotten, or dropped and not settled within the limit:
 //! uncancellable I/O), so the driver's next request and the stale op write the same bytes;
 //! see `adversarial_cmd_slot_commit_does_not_rearm_a_payload_with_a_kernel_writer`.
@@ -440,6 +440,9 @@ fn adversarial_cmd_slot_forged_commit_id_rearms_another_slot() {
 /// both unreadable (busy for good) and overwritten. A slot whose payload still has kernel
 /// users should not be re-armed (retire it, or wait); with one slot per queue, the next
 /// request then waits for the connection's abort, which this test accepts.
+/// Whether the next request's payload was readable, and its first bytes.
+type Outcome = Option<(bool, Vec<u8>)>;
+
 #[test]
 fn adversarial_cmd_slot_commit_does_not_rearm_a_payload_with_a_kernel_writer() {
     let _enabled = match fuse_uring_support::UringEnabled::acquire() {
@@ -475,7 +478,7 @@ fn adversarial_cmd_slot_commit_does_not_rearm_a_payload_with_a_kernel_writer() {
     go_tx.send("one").unwrap();
     let rt = Builder::new().sqe128(true).build_local().expect("ring");
     // (payload readable, its first bytes), for the request fetched after the commit.
-    let outcome: Rc<RefCell<Option<(bool, Vec<u8>)>>> = Rc::default();
+    let outcome: Rc<RefCell<Outcome>> = Rc::default();
     rt.block_on({
         let (outcome, mnt) = (Rc::clone(&outcome), mnt.clone());
         async move {
