@@ -87,7 +87,7 @@ pub struct Session {
 /// Which path a READ takes, by its length (`--read-path`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadPath {
-    /// READs of at least this many bytes (and at most [`splice::PIPE_CAPACITY`]) are
+    /// READs of at least this many bytes (that fit a pipe: [`splice::fits`]) are
     /// spliced from the page cache to the socket (`splice.rs`).
     pub splice_min: usize,
     /// Other READs of at least this many bytes are groups whose reply the ring sends (see
@@ -370,10 +370,8 @@ impl Reader<'_> {
         } else {
             0
         };
-        let splice_read = req.kind == CMD_READ
-            && read_len >= path.splice_min
-            && read_len <= splice::PIPE_CAPACITY
-            && self.export.splice_reads;
+        let splice_read =
+            req.kind == CMD_READ && read_len >= path.splice_min && self.export.splice_reads;
         let group_stream =
             (req.kind == CMD_READ && read_len >= path.group_min).then(|| Rc::clone(self.stream));
         let task = async move {
@@ -389,7 +387,7 @@ impl Reader<'_> {
                             permit: Some(permit),
                         });
                     }
-                    // No pipe to be had now: another path.
+                    // Not splicable now (see `splice::read`): another path.
                     Ok(None) => {}
                     Err(e) => {
                         return replies.push(Frame {

@@ -17,9 +17,23 @@
 //!    a short splice is followed by another, in the frame, until all of it went out. The
 //!    pipe, empty again, goes back to the pool; one that failed is closed.
 //!
-//! The kernel runs every splice in an io-wq worker. A pipe holds at most [`PIPE_CAPACITY`]:
-//! larger reads take the group path.
+//! # Bounds
 //!
+//! - **Pipe slots.** A pipe of [`PIPE_CAPACITY`] has one slot per page, and a splice from the
+//!   page cache takes a slot per page it touches: a READ is spliced only if the pages it
+//!   spans fit ([`PIPE_PAGES`]), so an unaligned 1 MiB READ (257 pages) takes the group
+//!   path instead of waiting forever for room in a pipe nobody drains.
+//! - **Pipes per core** ([`PIPES_IN_USE_MAX`]): each spliced reply waiting for the writer
+//!   holds a pipe (two fds). Past the bound READs take the group path, so clients that
+//!   queue replies without reading them cannot exhaust the server's fds.
+//! - **io-wq workers.** The kernel runs every splice in an io-wq worker, and a splice into a
+//!   socket whose client stops reading blocks its worker until the stall timeout resets the
+//!   connection. At most [`SOCKET_SPLICES_MAX`] splices into sockets run at once per core
+//!   (well under the ring's 64 unbounded workers); past it the writer reads the pipe into
+//!   memory (a pipe read never blocks: the data is there) and sends that with an ordinary
+//!   send, which waits in the ring, not in a worker. So non-reading clients cannot take
+//!   the workers every other client's splices need.
+
 //! # What the client sees
 //!
 //! The pipe and then the socket hold *references* to the image's pages, not copies: a WRITE
@@ -29,13 +43,15 @@
 //! the read. `--read-path group` or `batch` copy instead. `--direct` images never splice
 //! (their pages are not in the page cache).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
+use ringleader::buf::IoBuf;
+use ringleader::fd;
 use ringleader::fs::File;
-use ringleader::net::TcpStream;
+use ringleader::net::{OwnedIo, TcpStream};
 use ringleader::ops::Lane;
 use ringleader::pipe::{splice, splice_in};
 
@@ -43,11 +59,49 @@ use crate::proto::NbdError;
 
 /// Bytes one pipe holds (`F_SETPIPE_SZ`; the default `/proc/sys/fs/pipe-max-size`).
 pub const PIPE_CAPACITY: usize = 1 << 20;
+/// Pages (pipe slots) one pipe holds.
+pub const PIPE_PAGES: u64 = (PIPE_CAPACITY / PAGE) as u64;
+const PAGE: usize = 4096;
+/// Pipes holding a reply per core, at most (see the module docs).
+pub const PIPES_IN_USE_MAX: usize = 128;
+/// Splices into sockets running at once per core, at most (see the module docs).
+pub const SOCKET_SPLICES_MAX: usize = 16;
 /// Empty pipes kept per core.
 const POOL_MAX: usize = 64;
 
 thread_local! {
     static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+    static PIPES_IN_USE: Cell<usize> = const { Cell::new(0) };
+    static SOCKET_SPLICES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// One unit of a per-core count, given back when dropped.
+#[derive(Debug)]
+struct Count(&'static std::thread::LocalKey<Cell<usize>>);
+
+impl Count {
+    /// A unit of `count` if it is below `max`.
+    fn take(count: &'static std::thread::LocalKey<Cell<usize>>, max: usize) -> Option<Count> {
+        count.with(|c| {
+            (c.get() < max).then(|| {
+                c.set(c.get() + 1);
+                Count(count)
+            })
+        })
+    }
+}
+
+impl Drop for Count {
+    fn drop(&mut self) {
+        self.0.with(|c| c.set(c.get() - 1));
+    }
+}
+
+/// Whether a READ of `len` bytes at `pos` fits one pipe: its pages, not just its bytes.
+pub fn fits(pos: u64, len: usize) -> bool {
+    let first = pos / PAGE as u64;
+    let end = (pos + len as u64).div_ceil(PAGE as u64);
+    len <= PIPE_CAPACITY && end - first <= PIPE_PAGES
 }
 
 /// A pipe's two ends; a splice holds a reference to the end it uses until its final CQE.
@@ -97,12 +151,19 @@ impl Pipe {
 pub struct Spliced {
     pipe: Pipe,
     len: usize,
+    _in_use: Count,
 }
 
-/// Splice `len <= PIPE_CAPACITY` bytes at `pos` of `image` into a pipe. `Ok(None)`: no pipe
-/// can be had now; take another path.
+/// Splice `len` bytes at `pos` of `image` into a pipe. `Ok(None)`: this READ cannot be
+/// spliced now (it does not [`fit`](fits) a pipe, the core's pipes are all in use, or no
+/// pipe can be made); take another path.
 pub async fn read(image: &File, pos: u64, len: usize) -> Result<Option<Spliced>, NbdError> {
-    debug_assert!(len <= PIPE_CAPACITY);
+    if !fits(pos, len) {
+        return Ok(None);
+    }
+    let Some(in_use) = Count::take(&PIPES_IN_USE, PIPES_IN_USE_MAX) else {
+        return Ok(None);
+    };
     let Some(pipe) = Pipe::take() else {
         return Ok(None);
     };
@@ -118,15 +179,24 @@ pub async fn read(image: &File, pos: u64, len: usize) -> Result<Option<Spliced>,
             Err(e) => return Err(NbdError::from_io(&e)),
         }
     }
-    Ok(Some(Spliced { pipe, len }))
+    Ok(Some(Spliced {
+        pipe,
+        len,
+        _in_use: in_use,
+    }))
 }
 
 impl Spliced {
     /// Splice all of it into `stream` in `frame` (a lane frame whose earlier ops carry the
-    /// reply's head), closing the frame once the last splice has its place. An error: the
-    /// lane failed, or the stream; the pipe is closed.
+    /// reply's head), closing the frame once the last op has its place. When the core
+    /// already has [`SOCKET_SPLICES_MAX`] splices into sockets running, the pipe is read
+    /// into memory and sent instead (see the module docs). An error: the lane failed, or the
+    /// stream; the pipe is closed.
     pub async fn send(self, stream: &TcpStream, frame: Lane) -> io::Result<()> {
-        let Spliced { pipe, len } = self;
+        let Spliced { pipe, len, _in_use } = self;
+        let Some(_splicing) = Count::take(&SOCKET_SPLICES, SOCKET_SPLICES_MAX) else {
+            return copy_out(pipe, len, stream, frame).await;
+        };
         let mut done = 0;
         while done < len {
             let op = splice_in(&frame, &pipe.r, None, stream, None, (len - done) as u32);
@@ -140,4 +210,26 @@ impl Spliced {
         pipe.recycle();
         Ok(())
     }
+}
+
+/// Read the pipe's `len` bytes into memory and send them in `frame` (an ordinary send, which
+/// waits for a slow client in the ring instead of in an io-wq worker).
+#[cold] // Only while the core's socket splices are all taken (clients not reading).
+async fn copy_out(pipe: Pipe, len: usize, stream: &TcpStream, frame: Lane) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let have = buf.len();
+        let (res, b) = fd::read(&pipe.r, buf.slice(have..len), u64::MAX).await;
+        buf = b.into_inner();
+        if res? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    let (res, _) = stream.send_in(&frame, buf).await;
+    drop(frame);
+    if res? != len {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    pipe.recycle();
+    Ok(())
 }
