@@ -80,6 +80,12 @@ impl fmt::Debug for AbortHandle {
 }
 
 /// Marks the task finished when its future is dropped, however that happens.
+/// A task's future and its finished mark, in drop order.
+struct Parts<F> {
+    future: F,
+    finished: Finished,
+}
+
 struct Finished(Arc<State>);
 
 impl Drop for Finished {
@@ -104,10 +110,19 @@ pub(crate) fn abortable<F: Future>(
     handle: AbortHandle,
 ) -> impl Future<Output = Option<F::Output>> {
     let state = handle.state;
-    // Made out here, so that a future dropped before its first poll marks the task finished.
-    let finished = Finished(Arc::clone(&state));
+    // Made out here, so that a future dropped before its first poll marks the task finished;
+    // and after the future in `Parts`, whose fields drop in order: the task counts as
+    // finished only once the future is gone (dropped unpolled, or below, once polled).
+    let parts = Parts {
+        future,
+        finished: Finished(Arc::clone(&state)),
+    };
     async move {
-        let _finished = finished;
+        // Locals drop in reverse order: `future` (pinned below) before `_finished`.
+        let Parts {
+            finished: _finished,
+            future,
+        } = parts;
         let mut future = pin!(future);
         poll_fn(|cx| {
             if state.aborted.load(Ordering::Acquire) {
