@@ -20,6 +20,7 @@ fn fio(m: &Mount, name: &str, extra: &[&str]) {
                 "--size=48m",
                 "--bsrange=4k-1m",
                 "--verify=crc32c",
+                "--verify_state_save=0",
                 "--verify_fatal=1",
                 "--do_verify=1",
                 "--randrepeat=0",

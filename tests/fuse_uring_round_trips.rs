@@ -119,6 +119,7 @@ fn fio_verify_crc32c_at_three_block_sizes() {
                     "--rw=randrw",
                     "--ioengine=psync",
                     "--verify=crc32c",
+                    "--verify_state_save=0",
                     "--verify_fatal=1",
                     "--do_verify=1",
                     "--randrepeat=0",
