@@ -117,7 +117,11 @@ impl Mount {
     }
 
     fn start_on(dir: TempDir, source: PathBuf, mnt: PathBuf, args: &[&str]) -> Mount {
+        // The classic transport: these tests are its coverage (the `fuse_uring_*` tests
+        // cover io_uring), and a server left to choose would switch the fuse module's global
+        // `enable_uring` on and leave it so.
         let mut child = Command::new(server_bin())
+            .env("FUSE_PASSTHROUGH_TRANSPORT", "classic")
             .arg("--source")
             .arg(&source)
             .arg("--mount")
