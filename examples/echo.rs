@@ -235,6 +235,8 @@ async fn echo(stream: TcpStream, ring: BufRing, conn: Conn, idle: Option<Duratio
     let mut sending: Option<Op<Send<Echo>>> = None;
     // The send in flight is of a copy (see `Echo`).
     let mut quiet_send = false;
+    // The buffer of the last copied echo, once its send completed: the next copy reuses it.
+    let mut spare = Vec::new();
     let mut after: Option<Sent> = None;
     loop {
         let next = poll_fn(|cx| {
@@ -255,7 +257,11 @@ async fn echo(stream: TcpStream, ring: BufRing, conn: Conn, idle: Option<Duratio
                         Ok(n) => Sent::Rest(chunk[n..].to_vec()),
                         Err(_) => Sent::Failed,
                     });
-                    // `chunk` drops here: its buffer is back in the ring.
+                    match chunk {
+                        Echo::Copy(v) => spare = v,
+                        // Dropped here: its buffer is back in the ring.
+                        Echo::Lease(lease) => drop(lease),
+                    }
                 }
             }
             if matches!(after, Some(Sent::Rest(_) | Sent::Failed)) {
@@ -282,7 +288,7 @@ async fn echo(stream: TcpStream, ring: BufRing, conn: Conn, idle: Option<Duratio
                         _ => return,
                     }
                 }
-                let echo = Echo::of(chunk);
+                let echo = Echo::of(chunk, &mut spare);
                 quiet_send = matches!(echo, Echo::Copy(_));
                 sending = Some(stream.send_whole(echo));
             }
@@ -369,9 +375,13 @@ enum Echo {
 }
 
 impl Echo {
-    fn of(chunk: Lease) -> Echo {
+    /// The echo of `chunk`: a copy (into `spare`'s allocation) if it is small.
+    fn of(chunk: Lease, spare: &mut Vec<u8>) -> Echo {
         if chunk.len() <= ECHO_COPY_MAX {
-            Echo::Copy(chunk.to_vec())
+            let mut v = std::mem::take(spare);
+            v.clear();
+            v.extend_from_slice(&chunk);
+            Echo::Copy(v)
         } else {
             Echo::Lease(chunk)
         }
