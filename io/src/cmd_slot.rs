@@ -31,7 +31,8 @@
 //!   it happens, even where the ring is borrowed;
 //! - a commit waits while a kernel op still reads or writes the payload (an op on it that
 //!   was dropped and has not finished yet): re-arming the slot then would let the driver's
-//!   next request and that op use the same bytes. The queue looks again every millisecond;
+//!   next request and that op use the same bytes. The queue looks again after 1 ms, backing
+//!   off to once a second while it stays parked;
 //! - a `mem::forget`-ed `Fetched` is the one exception: its slot leaks (never freed, never
 //!   reused) and its request is never answered; the client waits until the connection ends.
 //!   So does a request whose payload a forgotten kernel op still holds (its commit waits
@@ -147,6 +148,8 @@ struct Shared<P> {
     /// yet settled, or a forgotten one): the commit waits, or the driver's next request
     /// and that op would use the same bytes.
     parked: RefCell<Vec<Slot>>,
+    /// A slot was parked since the queue last looked: retry soon again (see `poll_retry`).
+    newly_parked: Cell<bool>,
     waker: RefCell<Option<Waker>>,
     stats: Cell<QueueStats>,
 }
@@ -169,6 +172,7 @@ impl<P: SlotProtocol> Shared<P> {
     fn commit_or_park(&self, slot: Slot) -> Option<SlotOp> {
         if slot.payload.writers() > 0 || slot.payload.readers() > 0 {
             self.parked.borrow_mut().push(slot);
+            self.newly_parked.set(true);
             return None;
         }
         Some(self.push_commit(slot))
@@ -196,6 +200,9 @@ pub struct CmdQueue<P: SlotProtocol> {
     /// Re-polls the queue while commits are parked (no wake-up comes when a kernel op on a
     /// payload ends).
     retry: Option<Pin<Box<crate::time::Sleep>>>,
+    /// The next retry's delay: 1 ms, doubling to 1 s while commits stay parked (a payload
+    /// held by a forgotten op stays held for good: no 1 kHz wake-up for it forever).
+    retry_every: Duration,
     /// Slots still armed or fetched (not retired by an error CQE).
     live: usize,
 }
@@ -221,6 +228,7 @@ impl<P: SlotProtocol> CmdQueue<P> {
             pushed: RefCell::default(),
             abandoned: RefCell::default(),
             parked: RefCell::default(),
+            newly_parked: Cell::new(false),
             waker: RefCell::default(),
             stats: Cell::default(),
         });
@@ -271,6 +279,7 @@ impl<P: SlotProtocol> CmdQueue<P> {
             armed,
             live: depth,
             retry: None,
+            retry_every: RETRY_FIRST,
         })
     }
 
@@ -305,22 +314,35 @@ impl<P: SlotProtocol> CmdQueue<P> {
         }
     }
 
-    /// While commits are parked, come back every millisecond to look again.
+    /// While commits are parked, come back to look again: after 1 ms, then less and less
+    /// often (up to once a second) while they stay parked; a newly parked commit starts
+    /// again at 1 ms (its op, merely dropped, usually ends within microseconds).
     fn poll_retry(&mut self, cx: &mut Context<'_>) -> bool {
         if self.shared.parked.borrow().is_empty() {
             self.retry = None;
+            self.retry_every = RETRY_FIRST;
             return false;
         }
+        if self.shared.newly_parked.replace(false) && self.retry_every > RETRY_FIRST {
+            self.retry = None;
+            self.retry_every = RETRY_FIRST;
+        }
+        let every = self.retry_every;
         let retry = self
             .retry
-            .get_or_insert_with(|| Box::pin(crate::time::sleep(Duration::from_millis(1))));
+            .get_or_insert_with(|| Box::pin(crate::time::sleep(every)));
         if retry.as_mut().poll(cx).is_ready() {
             self.retry = None;
+            self.retry_every = (every * 2).min(RETRY_MAX);
             return true;
         }
         false
     }
 }
+
+/// First and longest delay of a parked commit's retries.
+const RETRY_FIRST: Duration = Duration::from_millis(1);
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 impl<P: SlotProtocol> Stream for CmdQueue<P> {
     /// A request, or the error of a slot's fetch/commit CQE (the slot is retired). The
