@@ -38,6 +38,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
+use std::io;
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -74,6 +75,24 @@ pub enum Data {
 impl From<Block> for Data {
     fn from(block: Block) -> Data {
         Data::Block(block)
+    }
+}
+
+impl Data {
+    /// Sent on its own after the head (else copied into the batch).
+    fn sent_alone(&self) -> bool {
+        match self {
+            Data::Block(b) => b.len() > COPY_MAX,
+            Data::Pipe(_) => true,
+        }
+    }
+
+    /// Send it whole in `frame` (see [`Block::send_all`] and [`Spliced::send`]).
+    async fn send(self, stream: &TcpStream, frame: Lane, zc_threshold: usize) -> io::Result<()> {
+        match self {
+            Data::Block(b) => b.send_all(stream, frame, zc_threshold).await,
+            Data::Pipe(p) => p.send(stream, frame).await,
+        }
     }
 }
 
@@ -183,28 +202,15 @@ async fn send_frames(
         batch.extend_from_slice(head.as_bytes());
         batch.extend_from_slice(tail);
         match data {
-            Some(Data::Pipe(data)) => {
-                // As below: the head and the spliced pages in one frame of the lane.
-                let frame = lane.frame();
-                let want = batch.len();
-                let head_sent = stream.send_in(&frame, batch);
-                let data_sent = data.send(stream, frame);
-                let ((res, b), sent) = futures::join!(head_sent, data_sent);
-                if res.ok()? != want {
-                    return None;
-                }
-                sent.ok()?;
-                batch = b;
-                batch.clear();
-            }
-            Some(Data::Block(data)) if data.len() > COPY_MAX => {
+            Some(data) if data.sent_alone() => {
                 // One reply, two sends: a frame keeps them together in the lane. Both take
-                // their places in it at their first poll (below, in one `join`), and the
-                // frame closes once the data's send has its place.
+                // their places in it at their first poll (below, in one `join`); the frame
+                // closes once the data's last op has its place (a pipe may take several
+                // splices).
                 let frame = lane.frame();
                 let want = batch.len();
                 let head_sent = stream.send_in(&frame, batch);
-                let data_sent = data.send_all(stream, frame, zc_threshold);
+                let data_sent = data.send(stream, frame, zc_threshold);
                 let ((res, b), sent) = futures::join!(head_sent, data_sent);
                 if res.ok()? != want {
                     return None;
@@ -214,6 +220,7 @@ async fn send_frames(
                 batch.clear();
             }
             Some(Data::Block(data)) => batch.extend_from_slice(&data),
+            Some(Data::Pipe(_)) => unreachable!("a pipe's data is always sent alone"),
             None => {}
         }
         if batch.len() >= BATCH_MAX {
