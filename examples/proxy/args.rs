@@ -41,6 +41,16 @@ USAGE: proxy --upstream ADDR [OPTIONS]
   --zc                  lease mode: send with SEND_ZC from the registered ring buffer
                         [default: off: on loopback the kernel copies anyway and the
                         notification costs a CQE per send]
+  --max-connections N   client connections held at once, over all cores; clients beyond
+                        wait in the listen backlog until one ends [default: 1024]
+                        (worst case held: 2 x --max-buffered per connection, reached only
+                        while destinations take nothing; --idle-timeout bounds how long)
+  --idle-timeout DUR    close a connection on which no byte moved, either way, for DUR;
+                        `off` (or 0) never [default: 5m]
+  --connect-timeout DUR give up on an upstream (closing the client) or a mirror (leaving it
+                        out) that has not answered a connect within DUR [default: 10s]
+  --drain-timeout DUR   after SIGINT/SIGTERM: stop accepting, let open connections finish
+                        for up to DUR, then close them [default: 10s]
   --stats               print `proxy-stats: ...` lines to stderr periodically
   --stats-ms MS         period of --stats lines in milliseconds [default: 1000]
   -h, --help            this text
@@ -48,7 +58,10 @@ USAGE: proxy --upstream ADDR [OPTIONS]
 SIZE: bytes, or a number with a K, M or G suffix (powers of 1024).
 
 The first stdout line is `proxy: listening on ADDR (mode M, upstream U, N mirrors)`,
-printed once every core listens. SIGINT or SIGTERM stops the proxy.";
+printed once every core listens. SIGINT or SIGTERM stops accepting, drains the open
+connections for up to --drain-timeout, and exits 0.
+
+DUR: a number with a unit: 500ms, 30s, 2m, 1h.";
 
 /// How the client's bytes travel to the upstream and the mirrors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,11 +96,25 @@ pub(crate) struct Args {
     pub ring_memory: usize,
     pub zc: bool,
     pub stats: Option<Duration>,
+    pub max_connections: usize,
+    /// `None`: `--idle-timeout off`.
+    pub idle: Option<Duration>,
+    pub connect_timeout: Duration,
+    pub drain: Duration,
 }
 
 /// `--mirror-timeout`'s default: long enough for a mirror that is merely busy (a GC pause, a
 /// disk flush), short enough that a dead one does not hold a finished connection for long.
 pub(crate) const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
+/// `--max-connections`' default.
+const MAX_CONNECTIONS: usize = 1024;
+/// `--idle-timeout`'s default: a proxy carries protocols whose connections sit idle between
+/// requests (pooled database or HTTP keep-alive connections), so longer than echo's.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// `--connect-timeout`'s default.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `--drain-timeout`'s default.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `Ok(None)`: help was asked for.
 pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
@@ -104,6 +131,10 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Arg
     let mut zc = false;
     let mut stats = false;
     let mut stats_ms = 1000;
+    let mut max_connections = MAX_CONNECTIONS;
+    let mut idle = Some(IDLE_TIMEOUT);
+    let mut connect_timeout = CONNECT_TIMEOUT;
+    let mut drain = DRAIN_TIMEOUT;
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -142,12 +173,31 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Arg
                 });
             }
             "--mirror-timeout" => {
-                let v = value("--mirror-timeout")?;
-                mirror_timeout = match crate::duration::parse_duration(&v) {
-                    Some(d) if !d.is_zero() => d,
+                mirror_timeout = duration("--mirror-timeout", &value("--mirror-timeout")?)?
+            }
+            "--connect-timeout" => {
+                connect_timeout = duration("--connect-timeout", &value("--connect-timeout")?)?
+            }
+            "--drain-timeout" => drain = duration("--drain-timeout", &value("--drain-timeout")?)?,
+            "--idle-timeout" => {
+                let v = value("--idle-timeout")?;
+                idle = match crate::duration::parse_optional_duration(&v) {
+                    Some(d) => d,
+                    None => {
+                        return Err(format!(
+                            "--idle-timeout {v:?}: expected a duration above 0 (30s, 500ms, \
+                             2m) or off"
+                        ));
+                    }
+                };
+            }
+            "--max-connections" => {
+                let v = value("--max-connections")?;
+                max_connections = match v.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
                     _ => {
                         return Err(format!(
-                            "--mirror-timeout {v:?}: expected a duration above 0 (30s, 500ms, 2m)"
+                            "--max-connections {v:?}: expected a number above 0"
                         ));
                     }
                 };
@@ -212,6 +262,10 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Arg
         ring_memory,
         zc,
         stats: stats.then(|| Duration::from_millis(stats_ms)),
+        max_connections,
+        idle,
+        connect_timeout,
+        drain,
     }))
 }
 
@@ -266,6 +320,16 @@ fn resolve(flag: &str, v: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("{flag} {v:?}: {e} (expected IP:PORT or HOST:PORT)"))?
         .next()
         .ok_or_else(|| format!("{flag} {v:?}: resolves to no address"))
+}
+
+/// A duration above 0.
+fn duration(flag: &str, v: &str) -> Result<Duration, String> {
+    match crate::duration::parse_duration(v) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "{flag} {v:?}: expected a duration above 0 (30s, 500ms, 2m)"
+        )),
+    }
 }
 
 fn size(flag: &str, v: &str) -> Result<usize, String> {

@@ -7,9 +7,14 @@
 //! ```
 //!
 //! - **Connect**: the upstream and every mirror, concurrently. An upstream that refuses (or
-//!   any connect error) closes the client at once, with one line on stderr; a mirror that
-//!   refuses is left out of this connection. Out of fds (`EMFILE`), a connect waits for
-//!   other connections to end and tries again, for up to 5 s.
+//!   any connect error, or no answer within `--connect-timeout`) closes the client at once,
+//!   with one line on stderr; a mirror that refuses is left out of this connection. Out of
+//!   fds (`EMFILE`), a connect waits for other connections to end and tries again, for up
+//!   to 5 s (within the connect timeout).
+//! - **Idle**: every receive and every completed send touches the connection's
+//!   [`IdleTimer`]; when no byte moved either way for `--idle-timeout`, the connection is
+//!   closed (its ops cancelled, its sockets closed), so a client, upstream or mirror that
+//!   goes silent does not hold a slot and buffers forever.
 //! - **Half-close**: the client's end of stream ends *forward*: each destination gets
 //!   everything, then `shutdown(Write)`. *Backward* goes on until the upstream's end of
 //!   stream, then shuts down the client's write side. The connection ends when both
@@ -42,6 +47,7 @@ use ringleader::net::{OwnedIo, TcpStream};
 use ringleader::time::timeout;
 
 use crate::Config;
+use crate::accept::{Activity, Conn, IdleTimer, within};
 use crate::args::Mode;
 use crate::stats::ConnGuard;
 use crate::{poll, relay, splice};
@@ -49,6 +55,9 @@ use crate::{poll, relay, splice};
 /// How long a finished connection waits for its mirrors to close after the proxy shut down
 /// their write sides.
 const MIRROR_LINGER: Duration = Duration::from_secs(5);
+/// While the proxy stops, a connection on which no byte moved for this long (or its idle
+/// timeout, if shorter) is closed: it is between requests.
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
 
 /// Which end of the proxy a socket is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,13 +73,26 @@ pub(crate) struct Peer {
     pub sock: TcpStream,
     pub addr: SocketAddr,
     pub role: Role,
+    /// The connection's idle timer.
+    activity: Activity,
 }
 
 impl Peer {
-    fn new(sock: TcpStream, addr: SocketAddr, role: Role) -> Peer {
+    fn new(sock: TcpStream, addr: SocketAddr, role: Role, activity: &Activity) -> Peer {
         // Small replies leave at once; bulk sends are whole buffers anyway.
         let _ = sock.set_nodelay(true);
-        Peer { sock, addr, role }
+        Peer {
+            sock,
+            addr,
+            role,
+            activity: activity.clone(),
+        }
+    }
+
+    /// Bytes moved on this socket (a receive or a send completed): the connection is not
+    /// idle. A clock read, no syscall.
+    pub(crate) fn touch(&self) {
+        self.activity.touch();
     }
 
     /// Abort the TCP connection now: `connect(AF_UNSPEC)` makes the kernel send a reset and
@@ -106,20 +128,25 @@ impl Peer {
     }
 }
 
-/// Serve one accepted client until both directions are done or one fails.
-pub(crate) async fn serve(client: TcpStream, cfg: Rc<Config>) {
+/// Serve one accepted client until both directions are done or one fails, or the
+/// connection goes idle. `slot` holds the client's place under `--max-connections`, and
+/// says when the proxy stops: a connection then ends once quiet for [`DRAIN_QUIET`].
+pub(crate) async fn serve(client: TcpStream, cfg: Rc<Config>, slot: Conn) {
     let _count = ConnGuard::new();
     let client_addr = client
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let client = Peer::new(client, client_addr, Role::Client);
+    let mut idle = IdleTimer::new(cfg.idle);
+    let activity = idle.activity();
+    let client = Peer::new(client, client_addr, Role::Client, &activity);
+    let limit = cfg.connect_timeout;
     let connects = join(
-        connect(cfg.upstream),
-        join_all(cfg.mirrors.iter().map(|&a| connect(a))),
+        connect(cfg.upstream, limit),
+        join_all(cfg.mirrors.iter().map(|&a| connect(a, limit))),
     );
     let (upstream, mirror_socks) = connects.await;
     let upstream = match upstream {
-        Ok(s) => Peer::new(s, cfg.upstream, Role::Upstream),
+        Ok(s) => Peer::new(s, cfg.upstream, Role::Upstream, &activity),
         Err(e) => {
             eprintln!(
                 "proxy: upstream {}: connect: {e}; closing client {client_addr}",
@@ -131,7 +158,7 @@ pub(crate) async fn serve(client: TcpStream, cfg: Rc<Config>) {
     let mut mirrors = Vec::with_capacity(mirror_socks.len());
     for (sock, &addr) in mirror_socks.into_iter().zip(&cfg.mirrors) {
         match sock {
-            Ok(s) => mirrors.push(Peer::new(s, addr, Role::Mirror)),
+            Ok(s) => mirrors.push(Peer::new(s, addr, Role::Mirror, &activity)),
             Err(e) => eprintln!(
                 "proxy: mirror {addr}: connect: {e}; client {client_addr} goes on without it"
             ),
@@ -165,6 +192,49 @@ pub(crate) async fn serve(client: TcpStream, cfg: Rc<Config>) {
     };
     let both = pin!(try_join(forward, backward));
     let discards = pin!(join_all(mirrors.iter().map(discard_replies)));
+    // Connected: the idle limit counts from here.
+    activity.touch();
+    let mut relay = pin!(relay_until_done(both, discards, cfg, client_addr));
+    let mut draining = false;
+    loop {
+        let stop = async {
+            if draining {
+                std::future::pending::<()>().await
+            } else {
+                slot.stopping().await
+            }
+        };
+        let stopping = match select(relay.as_mut(), select(pin!(idle.expired()), pin!(stop))).await
+        {
+            Either::Left(((), _)) => return,
+            Either::Right((Either::Left(_), _)) => break,
+            Either::Right((Either::Right(_), _)) => true,
+        };
+        if stopping {
+            // The proxy is stopping: a connection quiet for DRAIN_QUIET is done with.
+            draining = true;
+            let quiet = cfg.idle.map_or(DRAIN_QUIET, |d| d.min(DRAIN_QUIET));
+            idle.set_limit(Some(quiet));
+        }
+    }
+    eprintln!(
+        "proxy: connection from {client_addr}: no bytes moved for {:?} ({}): closing it",
+        idle.limit().unwrap_or_default(),
+        if draining {
+            "stopping"
+        } else {
+            "--idle-timeout"
+        }
+    );
+}
+
+/// Run both directions (and the mirrors' reply discarding) to the end; report an error.
+async fn relay_until_done(
+    both: impl std::future::Future<Output = io::Result<((), ())>> + Unpin,
+    discards: impl std::future::Future<Output = Vec<()>> + Unpin,
+    cfg: &Config,
+    client_addr: SocketAddr,
+) {
     match select(both, discards).await {
         Either::Left((Ok(_), discards)) => {
             // Closing a socket with unread data resets it, and a reset can cost the mirror
@@ -186,10 +256,23 @@ pub(crate) async fn serve(client: TcpStream, cfg: Rc<Config>) {
 /// How long a connect waits, in all, for fds to free up when the process has none left.
 const FD_WAIT: Duration = Duration::from_secs(5);
 
+/// Connect to `addr`, giving up after `limit` (`--connect-timeout`: an address that drops
+/// SYNs would otherwise hold the client for the kernel's ~2 minutes of retries).
+async fn connect(addr: SocketAddr, limit: Duration) -> io::Result<TcpStream> {
+    within(Some(limit), connect_retrying(addr))
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {limit:?} (--connect-timeout)"),
+            ))
+        })
+}
+
 /// Connect to `addr`. When the process is out of fds (`EMFILE`, `ENFILE`: a burst larger
 /// than `ulimit -n`), wait for other connections to end and try again, 10 ms apart doubling
 /// to 1 s, for up to [`FD_WAIT`], rather than turn the client away at once.
-async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+async fn connect_retrying(addr: SocketAddr) -> io::Result<TcpStream> {
     let mut pause = Duration::from_millis(10);
     let mut waited = Duration::ZERO;
     loop {
@@ -217,5 +300,6 @@ async fn discard_replies(mirror: &Peer) {
         if !matches!(res, Ok(n) if n > 0) {
             return;
         }
+        mirror.touch();
     }
 }

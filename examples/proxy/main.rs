@@ -10,7 +10,8 @@
 //!
 //! # Model
 //!
-//! One `SO_REUSEPORT` listener per core with a multishot accept; one task per client
+//! One `SO_REUSEPORT` listener per core, accepting through `common/accept.rs` (the
+//! connection cap, back-off when fds run out, the graceful stop); one task per client
 //! (`conn.rs`), which connects to the upstream and the mirrors and relays both directions:
 //! client → upstream + mirrors, upstream → client (mirrors' replies are discarded). How the
 //! bytes move is the `--mode`:
@@ -38,6 +39,11 @@
 //! - **Mirrors never slow the client**: a mirror more than `--mirror-budget` behind the
 //!   upstream, or taking nothing for `--mirror-timeout`, is dropped from its connection
 //!   (its TCP connection reset, one stderr line, counted in `--stats`).
+//! - **Limited**: at most `--max-connections` clients at once (more wait in the listen
+//!   backlog); a connect that gets no answer for `--connect-timeout` gives up; a connection
+//!   on which no byte moved either way for `--idle-timeout` is closed; SIGINT/SIGTERM stop
+//!   accepting and give open connections `--drain-timeout` to finish. Memory: at most
+//!   `2 x --max-buffered` per connection (`--ring-memory` bounds lease mode's rings per core).
 //! - **No thread per connection**: splice mode waits for readiness in the ring and splices
 //!   only what is there, so io-wq workers (capped per ring by the runtime) never wait on an
 //!   idle socket.
@@ -49,6 +55,12 @@
 //! timeouts and drops; `splice.rs` splice mode; `poll.rs` readiness for it; `stats.rs` the
 //! byte budget and `--stats`.
 
+#[path = "../common/accept.rs"]
+#[expect(
+    dead_code,
+    reason = "the proxy has no handshake phase, and touches its idle timers through `Activity`"
+)]
+mod accept;
 #[path = "../common/duration.rs"]
 mod duration;
 #[path = "../common/listen.rs"]
@@ -75,10 +87,12 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc;
 
-use futures::StreamExt;
-use ringleader::net::TcpListener;
-use ringleader::{Runtime, spawn};
+use std::time::Duration;
 
+use ringleader::Runtime;
+use ringleader::net::TcpListener;
+
+use accept::Gate;
 use args::{Args, Mode};
 use listen::bind_every_core;
 use stop::StopSignals;
@@ -96,6 +110,9 @@ pub(crate) struct Config {
     pub mirror_timeout: std::time::Duration,
     pub ring_memory: usize,
     pub zc: bool,
+    /// `None`: `--idle-timeout off`.
+    pub idle: Option<Duration>,
+    pub connect_timeout: Duration,
     /// `/proc/sys/fs/pipe-max-size`: the largest pipe an unprivileged process may ask for.
     pipe_max: usize,
 }
@@ -118,6 +135,8 @@ impl Config {
             mirror_timeout: a.mirror_timeout,
             ring_memory: a.ring_memory,
             zc: a.zc,
+            idle: a.idle,
+            connect_timeout: a.connect_timeout,
             pipe_max,
         }
     }
@@ -156,13 +175,15 @@ fn pow2_pipe(want: usize) -> usize {
     1 << want.max(PAGE).ilog2()
 }
 
-/// Bind on `core`, report the bound address (or the error) on `ready`, then accept forever,
-/// one task per connection.
+/// Bind on `core`, report the bound address (or the error) on `ready`, then accept until the
+/// gate stops, one task per connection (`common/accept.rs`: the connection cap, back-off when
+/// fds run out, the stop).
 fn listen_on(
     rt: &Runtime,
     core: usize,
     addr: SocketAddr,
     cfg: Config,
+    gate: Gate,
     ready: mpsc::Sender<io::Result<SocketAddr>>,
 ) {
     rt.spawn_on(core, move || async move {
@@ -176,14 +197,10 @@ fn listen_on(
         let _ = ready.send(listener.local_addr());
         drop(ready);
         let cfg = Rc::new(cfg);
-        let mut incoming = listener.incoming();
-        while let Some(conn) = incoming.next().await {
-            match conn {
-                Ok(stream) => spawn(conn::serve(stream, Rc::clone(&cfg))).detach(),
-                // ECONNABORTED, EMFILE, ...: the stream re-arms; keep serving.
-                Err(e) => eprintln!("proxy: core {core}: accept: {e}"),
-            }
-        }
+        gate.serve(listener, |stream, conn| {
+            conn::serve(stream, Rc::clone(&cfg), conn)
+        })
+        .await;
     })
     .detach();
 }
@@ -197,8 +214,9 @@ fn run(args: Args) -> Result<(), String> {
     // Listen for the stop signals before announcing the address, so a signal sent as soon as
     // the address is known stops the server cleanly.
     let stop = StopSignals::listen(&rt).map_err(|e| format!("listening for signals: {e}"))?;
+    let gate = Gate::new("proxy", args.max_connections);
     let (bound, _) = bind_every_core(args.cores, args.listen, |core, addr, ready| {
-        listen_on(&rt, core, addr, cfg.clone(), ready)
+        listen_on(&rt, core, addr, cfg.clone(), gate.clone(), ready)
     })?;
     let mut out = io::stdout().lock();
     let _ = writeln!(
@@ -214,7 +232,16 @@ fn run(args: Args) -> Result<(), String> {
         stats::start_printer(period, args.max_buffered);
     }
     let sig = stop.wait().map_err(|e| e.to_string())?;
-    eprintln!("proxy: signal {sig}: stopping");
+    eprintln!(
+        "proxy: signal {sig}: stopping: no new connections; draining {} for up to {:?}",
+        gate.open(),
+        args.drain
+    );
+    gate.stop();
+    match gate.drain(args.drain) {
+        0 => eprintln!("proxy: drained"),
+        n => eprintln!("proxy: --drain-timeout passed: closing {n} connections"),
+    }
     rt.shutdown();
     if args.stats.is_some() {
         eprintln!("{}", stats::line(args.max_buffered));

@@ -271,6 +271,7 @@ async fn read_copy(
     if n == 0 {
         return Ok(Read::Ended);
     }
+    src.touch();
     let chunk = Chunk::new(Data::Owned(buf), held);
     *pushed += chunk.size() as u64;
     for q in queues {
@@ -292,6 +293,7 @@ async fn read_ring(
     let mut starved = ring.starved();
     while let Some(lease) = incoming.next().await {
         let lease = lease.map_err(|e| src.error("recv", e))?;
+        src.touch();
         // Buffers the ring ran out of since the last one: each was a backpressure stop.
         let now = ring.starved();
         stats::throttled(now - starved);
@@ -348,6 +350,7 @@ async fn write_queue(dst: &Peer, q: &Queue<'_>, cfg: &Config) -> io::Result<()> 
             }
         }
         .map_err(|e| dst.error("send", e))?;
+        dst.touch();
         if n == 0 {
             return Err(dst.error("send", io::ErrorKind::WriteZero.into()));
         }

@@ -332,7 +332,7 @@ pub(crate) async fn forward(
             }
             sync();
             match results.next() {
-                Some(Ok(k)) if k == n => {}
+                Some(Ok(k)) if k == n => upstream.touch(),
                 // Short, or the upstream's socket was full: the rest is still in the pipe.
                 Some(Ok(_)) => drain(slot.held(), upstream, None).await?,
                 Some(Err(e)) if would_block(&e) => drain(slot.held(), upstream, None).await?,
@@ -441,6 +441,7 @@ async fn fill(slot: &mut PipeSlot, src: &Peer, len: usize) -> io::Result<usize> 
         match out.leader {
             Ok(n) => {
                 slot.eager = n == len;
+                src.touch();
                 return Ok(n);
             }
             Err(e) if would_block(&e) => ready = false,
@@ -457,6 +458,7 @@ async fn drain(pipe: &mut PipeLease, dst: &Peer, lag: Option<&Lag<'_>>) -> io::R
         match out.members.into_iter().next() {
             Some(Ok(0)) | None => return Err(dst.error("splice to", short(0, 1))),
             Some(Ok(k)) => {
+                dst.touch();
                 if let Some(lag) = lag {
                     lag.took(k);
                 }

@@ -233,6 +233,27 @@ impl Proxy {
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
     }
+
+    /// Send `signal` to the proxy (our own child, not reaped yet: the PID is still ours).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a PID of our unreaped child and a valid signal number.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Wait up to `limit` for the proxy to exit; its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Proxy {
