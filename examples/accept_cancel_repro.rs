@@ -6,6 +6,9 @@
 //! `cargo run --release --example accept_cancel_repro [-- --no-defer-taskrun] [--multishot]
 //! [--separate-enter] [--runs N]`
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -31,13 +34,24 @@ fn main() {
     let mut multishot = false;
     let mut separate = false;
     let mut runs = 3;
-    let mut args = std::env::args().skip(1);
+    let mut args = flags::expand(std::env::args().skip(1)).into_iter();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--no-defer-taskrun" => defer = false,
             "--multishot" => multishot = true,
             "--separate-enter" => separate = true,
-            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(runs),
+            "--runs" => {
+                let v = args.next().unwrap_or_default();
+                runs = match v.parse::<u32>() {
+                    Ok(n) if n > 0 => n,
+                    _ => {
+                        eprintln!(
+                            "accept_cancel_repro: --runs {v:?}: expected a number above 0\n{USAGE}"
+                        );
+                        std::process::exit(2);
+                    }
+                };
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;

@@ -25,15 +25,27 @@
 //!   and the signal futures, which are pinned outside the loop and polled by `&mut`.
 //! - The name prompt is a [`time::timeout`] around `lines.next()`: on expiry the read is
 //!   dropped, so its recv op is cancelled (docs/cancellation.md).
+//! - Limits against clients that misbehave: a line longer than `--max-line` closes its
+//!   client (futures' `lines()` would buffer an endless line without bound, so the server
+//!   reads lines through [`BoundedLines`]); a client that takes none of its output for
+//!   `--write-timeout` is closed (otherwise one that never reads would keep its task and slot
+//!   for good, blocked in a send); `--max-clients` bounds the rest. Memory: per client at most
+//!   one partial line plus the socket buffers; the shared history holds at most 8192 lines of
+//!   at most `--max-line` bytes plus the name.
+
+#[path = "common/flags.rs"]
+mod flags;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::{AsyncBufReadExt, AsyncWriteExt, StreamExt};
+use futures::io::AsyncBufRead;
+use futures::{AsyncWriteExt, Stream, StreamExt};
 use ringleader::net::{TcpListener, TcpStream};
 use ringleader::signal::{
     ctrl_c,
@@ -52,6 +64,8 @@ struct Args {
     listen: SocketAddr,
     max_clients: usize,
     name_timeout: Duration,
+    max_line: usize,
+    write_timeout: Duration,
 }
 
 const USAGE: &str = "\
@@ -64,6 +78,10 @@ USAGE: chat [OPTIONS]
   --max-clients N        clients connected at once; more are told the room is full and
                          closed [default: 1000]
   --name-timeout SECS    close a client that gives no name within SECS seconds [default: 30]
+  --max-line BYTES       close a client that sends a longer line (the name included)
+                         [default: 4096]
+  --write-timeout SECS   close a client that takes none of its output for SECS seconds (it
+                         stopped reading) [default: 30]
   -h, --help             this text
 
 The first stdout line is `chat: listening on ADDR`. SIGINT or SIGTERM: tell every client
@@ -75,6 +93,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
         listen: "127.0.0.1:6142".parse().expect("default address"),
         max_clients: 1000,
         name_timeout: Duration::from_secs(30),
+        max_line: 4096,
+        write_timeout: Duration::from_secs(30),
     };
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
@@ -93,11 +113,15 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
                     _ => return Err(format!("--max-clients {v:?}: expected a number above 0")),
                 };
             }
-            "--name-timeout" => {
-                let v = value("--name-timeout")?;
-                a.name_timeout = match v.parse::<u64>() {
-                    Ok(s) if s > 0 => Duration::from_secs(s),
-                    _ => return Err(format!("--name-timeout {v:?}: expected seconds above 0")),
+            "--name-timeout" => a.name_timeout = secs("--name-timeout", &value("--name-timeout")?)?,
+            "--write-timeout" => {
+                a.write_timeout = secs("--write-timeout", &value("--write-timeout")?)?
+            }
+            "--max-line" => {
+                let v = value("--max-line")?;
+                a.max_line = match v.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("--max-line {v:?}: expected bytes above 0")),
                 };
             }
             "-h" | "--help" => return Ok(None),
@@ -105,6 +129,14 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
         }
     }
     Ok(Some(a))
+}
+
+/// Whole seconds above 0.
+fn secs(flag: &str, v: &str) -> Result<Duration, String> {
+    match v.parse::<u64>() {
+        Ok(s) if s > 0 => Ok(Duration::from_secs(s)),
+        _ => Err(format!("{flag} {v:?}: expected seconds above 0")),
+    }
 }
 
 /// What the broadcast channel carries.
@@ -121,10 +153,12 @@ struct Room {
     tx: broadcast::Sender<Event>,
     online: std::cell::Cell<usize>,
     name_timeout: Duration,
+    max_line: usize,
+    write_timeout: Duration,
 }
 
 fn main() {
-    let args = match parse(std::env::args().skip(1)) {
+    let args = match parse(flags::expand(std::env::args().skip(1))) {
         Ok(Some(a)) => a,
         Ok(None) => {
             let _ = writeln!(io::stdout(), "{USAGE}");
@@ -157,6 +191,8 @@ async fn serve(args: Args) -> io::Result<()> {
         tx,
         online: std::cell::Cell::new(0),
         name_timeout: args.name_timeout,
+        max_line: args.max_line,
+        write_timeout: args.write_timeout,
     });
     let mut clients = JoinSet::new();
     let mut next_id = 0u64;
@@ -248,13 +284,16 @@ async fn client(room: Rc<Room>, stream: TcpStream, id: u64) {
 async fn chat(room: &Room, stream: TcpStream, id: u64) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let (rd, mut wr) = stream.into_split();
-    let mut lines = rd.lines();
+    let mut lines = BoundedLines::new(rd, room.max_line);
 
-    send(&mut wr, "chat: your name?\n").await?;
+    send(&mut wr, "chat: your name?\n", room.write_timeout).await?;
     let name = match time::timeout(room.name_timeout, lines.next()).await {
-        Ok(Some(line)) => line?.trim().to_owned(),
+        Ok(Some(Ok(line))) => line.trim().to_owned(),
+        Ok(Some(Err(e))) => return refuse_line(&mut wr, e, room).await,
         Ok(None) => return Ok(()),
-        Err(_elapsed) => return send(&mut wr, "chat: no name given, bye\n").await,
+        Err(_elapsed) => {
+            return send(&mut wr, "chat: no name given, bye\n", room.write_timeout).await;
+        }
     };
     let name = if name.is_empty() {
         format!("guest{id}")
@@ -278,36 +317,137 @@ async fn chat(room: &Room, stream: TcpStream, id: u64) -> io::Result<()> {
     send(
         &mut wr,
         &format!("chat: welcome, {name} ({} online)\n", room.online.get()),
+        room.write_timeout,
     )
     .await?;
 
     loop {
         ringleader::select! {
             line = lines.next() => match line {
-                Some(line) => {
-                    let text = format!("{name}: {}\n", line?);
+                Some(Ok(line)) => {
+                    let text = format!("{name}: {line}\n");
                     let _ = room.tx.send(Event::Line { from: id, text: text.into() });
                 }
+                Some(Err(e)) => return refuse_line(&mut wr, e, room).await,
                 None => return Ok(()),
             },
             event = rx.recv() => match event {
-                Ok(Event::Line { from, text }) if from != id => send(&mut wr, &text).await?,
+                Ok(Event::Line { from, text }) if from != id => send(&mut wr, &text, room.write_timeout).await?,
                 Ok(Event::Line { .. }) => {}
                 Ok(Event::Stop) | Err(RecvError::Closed) => {
-                    return send(&mut wr, "chat: server stopping\n").await;
+                    return send(&mut wr, "chat: server stopping\n", room.write_timeout).await;
                 }
                 Err(RecvError::Lagged(n)) => {
-                    send(&mut wr, &format!("chat: you missed {n} messages\n")).await?;
+                    send(&mut wr, &format!("chat: you missed {n} messages\n"), room.write_timeout).await?;
                 }
             },
         }
     }
 }
 
-/// Write one whole message (futures-io's `write_all`, then a flush).
-async fn send(wr: &mut (impl AsyncWriteExt + Unpin), text: &str) -> io::Result<()> {
-    wr.write_all(text.as_bytes()).await?;
-    wr.flush().await
+/// Write one whole message (futures-io's `write_all`, then a flush), within `limit`: a
+/// client that takes nothing for that long has stopped reading and is closed.
+async fn send(
+    wr: &mut (impl AsyncWriteExt + Unpin),
+    text: &str,
+    limit: Duration,
+) -> io::Result<()> {
+    let write = async {
+        wr.write_all(text.as_bytes()).await?;
+        wr.flush().await
+    };
+    time::timeout(limit, write).await.unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("took no output for {limit:?} (--write-timeout): closed"),
+        ))
+    })
+}
+
+/// A line the client may not send (too long, not UTF-8): say why, then close it.
+async fn refuse_line(
+    wr: &mut (impl AsyncWriteExt + Unpin),
+    e: io::Error,
+    room: &Room,
+) -> io::Result<()> {
+    let _ = send(wr, &format!("chat: {e}, bye\n"), room.write_timeout).await;
+    Err(e)
+}
+
+/// Lines of a buffered reader, each at most `max` bytes (without its `\n`); a longer one is
+/// an `InvalidData` error, once, after which the stream ends. Unlike futures' `lines()` the
+/// partial line it holds is bounded. Cancel-safe, as `lines()` is: the partial line lives in
+/// the stream, so a `select!` that drops `next()` loses nothing.
+struct BoundedLines<R> {
+    reader: R,
+    line: Vec<u8>,
+    max: usize,
+    done: bool,
+}
+
+impl<R: AsyncBufRead + Unpin> BoundedLines<R> {
+    fn new(reader: R, max: usize) -> BoundedLines<R> {
+        BoundedLines {
+            reader,
+            line: Vec::new(),
+            max,
+            done: false,
+        }
+    }
+}
+
+impl<R: AsyncBufRead + Unpin> Stream for BoundedLines<R> {
+    type Item = io::Result<String>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            let available = match Pin::new(&mut this.reader).poll_fill_buf(cx) {
+                Poll::Ready(Ok(b)) => b,
+                Poll::Ready(Err(e)) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Pending => return Poll::Pending,
+            };
+            if available.is_empty() {
+                // End of stream: a last line without its newline still counts.
+                this.done = true;
+                if this.line.is_empty() {
+                    return Poll::Ready(None);
+                }
+                return Poll::Ready(Some(finish(std::mem::take(&mut this.line))));
+            }
+            let (take, newline) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i, true),
+                None => (available.len(), false),
+            };
+            if this.line.len() + take > this.max {
+                this.done = true;
+                return Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("line longer than {} bytes (--max-line)", this.max),
+                ))));
+            }
+            this.line.extend_from_slice(&available[..take]);
+            Pin::new(&mut this.reader).consume(take + usize::from(newline));
+            if newline {
+                return Poll::Ready(Some(finish(std::mem::take(&mut this.line))));
+            }
+        }
+    }
+}
+
+/// A received line as text, without a trailing `\r`.
+fn finish(mut line: Vec<u8>) -> io::Result<String> {
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    String::from_utf8(line)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a line that is not UTF-8"))
 }
 
 /// Tells the others that a client left, however its task ends (return, error or abort).

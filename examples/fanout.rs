@@ -70,7 +70,24 @@ fn parse() -> Result<Option<Args>, String> {
     let mut depth = 4;
     let mut direct = false;
     let mut paths = Vec::new();
-    let mut it = std::env::args_os().skip(1);
+    // `--flag=value` as well as `--flag value` (up to a `--`, after which all are paths).
+    let mut args = Vec::new();
+    let mut raw = std::env::args_os().skip(1);
+    for a in raw.by_ref() {
+        match a.to_str() {
+            Some("--") => {
+                args.push(a);
+                break;
+            }
+            Some(s) if s.starts_with("--") => match s.split_once('=') {
+                Some((flag, value)) => args.extend([flag.into(), value.into()]),
+                None => args.push(a),
+            },
+            _ => args.push(a),
+        }
+    }
+    args.extend(raw);
+    let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         match arg.to_str() {
             Some("-h" | "--help") => return Ok(None),

@@ -6,6 +6,9 @@
 //!
 //! Run: `cargo run --release --example sync_pingpong [-- --rounds N --cross-rounds N]`
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -26,7 +29,7 @@ fn parse() -> Result<Args, String> {
         locks: 2_000_000,
         repeat: 5,
     };
-    let mut it = std::env::args().skip(1);
+    let mut it = flags::expand(std::env::args().skip(1)).into_iter();
     while let Some(flag) = it.next() {
         let mut num = |name: &str| -> Result<u64, String> {
             it.next()

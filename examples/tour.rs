@@ -2,6 +2,9 @@
 //!
 //! Run: `cargo run --release --example tour [-- --cores N --tasks N --nops N]`
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use std::time::{Duration, Instant};
 
 use ringleader::{Runtime, runtime::stats, spawn};
@@ -18,7 +21,7 @@ fn parse() -> Result<Args, String> {
         tasks: 32,
         nops: 10_000,
     };
-    let mut it = std::env::args().skip(1);
+    let mut it = flags::expand(std::env::args().skip(1)).into_iter();
     while let Some(flag) = it.next() {
         // Zero is refused, not rounded up: `--cores 0` used to run "on 1 cores".
         let mut num = |name: &str| -> Result<usize, String> {
