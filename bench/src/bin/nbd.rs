@@ -316,6 +316,14 @@ fn run(args: &Args) -> Result<(), String> {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nbd-bench.img"));
     image::make(&image)?;
     image::warm(&image)?;
+    // Held to the end: the image stays in the page cache for every run (image.rs).
+    let _resident = match image::pin(&image) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("nbd: warning: {e}: page-cache eviction may reach the runs");
+            None
+        }
+    };
 
     let allowed = pin::allowed_cpus().map_err(|e| format!("sched_getaffinity: {e}"))?;
     let (server_cpu, client_cpu) = if args.pin {
