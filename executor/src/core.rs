@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use async_task::Runnable;
+use crate::task::Runnable;
 use slab::Slab;
 
 use crate::context::{self, EnterGuard};

@@ -20,7 +20,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_task::Runnable;
+use crate::task::Runnable;
 use futures::task::AtomicWaker;
 
 use crate::context;

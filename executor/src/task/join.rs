@@ -5,9 +5,12 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_task::{FallibleTask, Task};
+
+use crate::shared::Shared;
 
 type Output<T> = std::thread::Result<T>;
 
@@ -19,11 +22,11 @@ type Output<T> = std::thread::Result<T>;
 /// ops it had in flight.
 #[must_use = "dropping a JoinHandle detaches the task; .await it or call .detach()"]
 pub struct JoinHandle<T> {
-    task: Cell<Option<FallibleTask<Output<T>>>>,
+    task: Cell<Option<FallibleTask<Output<T>, Arc<Shared>>>>,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(task: Task<Output<T>>) -> Self {
+    pub(crate) fn new(task: Task<Output<T>, Arc<Shared>>) -> Self {
         JoinHandle {
             task: Cell::new(Some(task.fallible())),
         }
