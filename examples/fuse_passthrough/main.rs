@@ -28,7 +28,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use ringleader::Runtime;
 use ringleader::signal::unix::{SignalKind, signal};
 
@@ -128,7 +128,7 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     fds.insert(0, fuse);
-    let init = Arc::new(uring::Init::default());
+    let init = Arc::new(uring::Init::new(uring::connection(&args.mount)));
     let cores = args.cores;
     let served: Vec<_> = fds
         .into_iter()
@@ -169,12 +169,18 @@ fn run(args: Args) -> Result<(), String> {
         let _ = out.flush();
         drop(out);
         let all_served = async move {
+            // In the order the cores end: the first error is the cause (a core that cannot
+            // set up its queues aborts the connection, and the others end after it).
+            let mut served: futures::stream::FuturesUnordered<_> = served.into_iter().collect();
             let mut result = Ok(());
-            for h in served {
-                match h.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => result = Err(e.to_string()),
-                    Err(e) => result = Err(format!("a core's server failed: {e}")),
+            while let Some(r) = served.next().await {
+                let e = match r {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => format!("a core's server failed: {e}"),
+                };
+                if result.is_ok() {
+                    result = Err(e);
                 }
             }
             Stop::Unmounted(result)

@@ -16,6 +16,10 @@
 //!   [`STRIPE`]), then the commit carries the bytes read; WRITE: a member `WRITE_FIXED`s the
 //!   payload (the client's data) to the backing file. Every other request is answered by
 //!   [`Fs::dispatch`] into a [`Reply`] copied into the payload.
+//! - **A queue that cannot be set up** aborts the connection (fusectl) and fails its core:
+//!   the kernel's ring is ready only when every queue has an entry and cannot unregister the
+//!   others', so the mount would otherwise wait for good. [`FAIL_SETUP_ENV`] forces this
+//!   failure for the test.
 //! - **Exactly one commit per request**, even if a request task is dropped or panics
 //!   (`cmd_slot`'s contract: an error reply goes instead).
 
@@ -23,7 +27,7 @@ use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -119,18 +123,34 @@ fn queues_of(core: usize, cores: usize) -> Vec<u16> {
         .collect()
 }
 
-/// Where INIT stands, shared by the cores.
+/// Where INIT stands, shared by the cores, with what a core needs when its queues cannot be
+/// set up.
 #[derive(Debug, Default)]
-pub struct Init(AtomicU8);
+pub struct Init {
+    state: AtomicU8,
+    /// Cores whose queues are set up (their slots registered).
+    set_up: AtomicUsize,
+    /// The FUSE connection number (fusectl), to abort the connection when a core's queues
+    /// cannot be set up.
+    conn: Option<String>,
+}
 
 const INIT_PENDING: u8 = 0;
 const INIT_URING: u8 = 1;
 const INIT_CLASSIC: u8 = 2;
 
 impl Init {
+    /// For the connection `conn` (see [`connection`]).
+    pub fn new(conn: Option<String>) -> Init {
+        Init {
+            conn,
+            ..Init::default()
+        }
+    }
+
     async fn wait(&self) -> u8 {
         loop {
-            match self.0.load(Ordering::Acquire) {
+            match self.state.load(Ordering::Acquire) {
                 INIT_PENDING => ringleader::time::sleep(Duration::from_millis(1)).await,
                 s => return s,
             }
@@ -152,7 +172,7 @@ pub async fn serve(
         let agreed = match answer_init(&fs, &fuse).await {
             Ok(agreed) => agreed,
             Err(e) => {
-                init.0.store(INIT_CLASSIC, Ordering::Release);
+                init.state.store(INIT_CLASSIC, Ordering::Release);
                 return Err(e);
             }
         };
@@ -160,22 +180,33 @@ pub async fn serve(
         if !agreed {
             eprintln!("fuse_passthrough: the kernel declined io_uring at INIT; serving /dev/fuse");
         }
-        init.0.store(state, Ordering::Release);
+        init.state.store(state, Ordering::Release);
     }
     if init.wait().await == INIT_CLASSIC {
         return crate::classic::serve(fs, unwrap_rc(fuse)).await;
     }
     let mut tasks = Vec::new();
     for qid in queues_of(core, cores) {
-        let queue = CmdQueue::new(
-            Rc::clone(&fuse),
-            Queue { qid },
-            DEPTH,
-            HEADER_LEN,
-            payload_len(&fs),
-        )?;
+        let queue = match set_up_queue(&fs, &fuse, qid, core, cores, &init).await {
+            Ok(q) => q,
+            Err(e) => {
+                // The kernel has no way to unregister the slots other queues (of this core
+                // or others) registered, and routes the requests of this queue's CPUs to
+                // a queue that will never have an entry: end the connection, so every core
+                // stops and the mount fails fast (ENOTCONN) instead of hanging.
+                abort(init.conn.as_deref());
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "core {core}: setting up FUSE ring queue {qid} failed ({e}); aborted \
+                         the connection"
+                    ),
+                ));
+            }
+        };
         tasks.push(ringleader::spawn(serve_queue(Arc::clone(&fs), queue)));
     }
+    init.set_up.fetch_add(1, Ordering::AcqRel);
     let mut result = Ok(());
     if core == 0 {
         // FORGET, BATCH_FORGET and INTERRUPT still come by /dev/fuse.
@@ -193,6 +224,36 @@ pub async fn serve(
     }
     eprintln!("fuse_passthrough: core {core} served {served} requests over io_uring");
     result
+}
+
+/// The environment variable that makes core `N`'s queue setup fail (`N`, a core number), as
+/// a full pool or a refused `REGISTER` would: a test hook for the abort above
+/// (`tests/fuse_uring_queue_setup_failure_aborts.rs`). The failing core first waits until
+/// every other core has set up its queues, the case where the mount would otherwise hang.
+pub const FAIL_SETUP_ENV: &str = "FUSE_PASSTHROUGH_FAIL_QUEUE_SETUP";
+
+/// Queue `qid`'s slots on core `core`, registered with the kernel.
+async fn set_up_queue(
+    fs: &Fs,
+    fuse: &Rc<OwnedFd>,
+    qid: u16,
+    core: usize,
+    cores: usize,
+    init: &Init,
+) -> io::Result<CmdQueue<Queue>> {
+    if std::env::var(FAIL_SETUP_ENV).is_ok_and(|v| v.trim() == core.to_string()) {
+        while init.set_up.load(Ordering::Acquire) + 1 < cores {
+            ringleader::time::sleep(Duration::from_millis(1)).await;
+        }
+        return Err(io::Error::other(format!("{FAIL_SETUP_ENV}={core}")));
+    }
+    CmdQueue::new(
+        Rc::clone(fuse),
+        Queue { qid },
+        DEPTH,
+        HEADER_LEN,
+        payload_len(fs),
+    )
 }
 
 fn dup(fd: &OwnedFd) -> io::Result<OwnedFd> {
