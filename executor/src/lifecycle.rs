@@ -406,7 +406,7 @@ impl OpTable {
                     self.woken.push(w);
                 }
                 let followers = followers.take();
-                slot.state = Lifecycle::Completed(done);
+                set_completed(&mut slot.state, done);
                 self.in_flight -= 1;
                 if let Some(f) = followers {
                     if done.result >= 0 {
@@ -464,7 +464,7 @@ impl OpTable {
                 self.woken.push(w);
             }
             let followers = followers.take();
-            slot.state = Lifecycle::Completed(cqe);
+            set_completed(&mut slot.state, cqe);
             self.in_flight -= 1;
             if let Some(f) = followers {
                 if cqe.result >= 0 {
@@ -850,6 +850,30 @@ fn slot_in(slots: &mut Slab<Slot>, user_data: u64) -> Option<&mut Slot> {
     slots.get_mut(index).filter(|s| s.generation == generation)
 }
 
+/// Turn a `Submitted` state whose waker and followers have been taken into `Completed`.
+///
+/// On every op's final CQE: a plain assignment calls `Lifecycle`'s whole drop glue (out of
+/// line) on a value known to own nothing. Forgetting that value instead leaks nothing: its
+/// only owning fields are the two `None`s checked here; `first` and `lane` are `Copy`.
+/// Anything else is assigned (and dropped) the ordinary way.
+#[inline]
+fn set_completed(state: &mut Lifecycle, cqe: Cqe) {
+    let owns_nothing = matches!(
+        state,
+        Lifecycle::Submitted {
+            waker: None,
+            followers: None,
+            ..
+        }
+    );
+    let old = std::mem::replace(state, Lifecycle::Completed(cqe));
+    if owns_nothing {
+        std::mem::forget(old);
+    } else {
+        drop(old);
+    }
+}
+
 #[inline]
 fn registered<T>(slot: &mut Option<Waker>, waker: &Waker, spare: &mut Option<Waker>) -> OpPoll<T> {
     // `will_wake` compares the raw wakers' data and vtable pointers: no user code runs.
@@ -886,6 +910,32 @@ mod tests {
 
     fn counters() -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
         (Arc::default(), Arc::default())
+    }
+
+    struct CountedWaker(AtomicUsize);
+    impl std::task::Wake for CountedWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// `set_completed` skips the drop glue only for a state that owns nothing: a waker still
+    /// in the slot is dropped, never leaked.
+    #[test]
+    fn set_completed_drops_what_the_state_still_owns() {
+        let counted = Arc::new(CountedWaker(AtomicUsize::new(0)));
+        let mut state = Lifecycle::Submitted {
+            waker: Some(Waker::from(Arc::clone(&counted))),
+            first: None,
+            followers: None,
+            lane: NO_LANE,
+        };
+        assert_eq!(Arc::strong_count(&counted), 2);
+        set_completed(&mut state, CANCELED);
+        assert_eq!(Arc::strong_count(&counted), 1, "the waker was dropped");
+        assert!(matches!(state, Lifecycle::Completed(c) if c == CANCELED));
+        set_completed(&mut state, CANCELED);
+        assert!(matches!(state, Lifecycle::Completed(_)));
     }
 
     #[test]
