@@ -79,9 +79,29 @@ async fn reader(fs: Arc<Fs>, fuse: Rc<OwnedFd>) -> io::Result<()> {
                 let rest_at = rest.as_ptr() as usize - req.as_ptr() as usize;
                 match fs.write_io(arg, rest.len()) {
                     Ok(io) => {
+                        let mirrors = fs.mirror_fds(&io.fd);
+                        let offset = io.offset;
                         let (r, back) = write_from(io, req, rest_at).await;
                         req = back;
-                        r.map(|n| {
+                        let mut r = r.and_then(|n| mirrors.map(|m| (n, m)));
+                        // `--mirror`: the bytes the source got, to every mirror, or the WRITE
+                        // fails.
+                        if let Ok((n, m)) = r.as_mut() {
+                            for mfd in std::mem::take(m) {
+                                let io = DataIo {
+                                    fd: Arc::new(mfd),
+                                    offset,
+                                    len: *n,
+                                };
+                                let (w, back) = write_from(io, req, rest_at).await;
+                                req = back;
+                                if w != Ok(*n) {
+                                    r = Err(w.err().unwrap_or(libc::EIO));
+                                    break;
+                                }
+                            }
+                        }
+                        r.map(|(n, _)| {
                             Fs::write_done(n, &mut out);
                             Answer::Reply
                         })

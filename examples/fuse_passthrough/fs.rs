@@ -36,6 +36,7 @@
 mod dir;
 mod file;
 mod inodes;
+mod mirror;
 mod node;
 mod sys;
 mod xattr;
@@ -43,7 +44,7 @@ mod xattr;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -76,6 +77,8 @@ pub struct Options {
     pub extra_init_flags: u64,
     /// How long the kernel may cache entries and attributes.
     pub cache_timeout: Duration,
+    /// Directories every change is made to as well (`--mirror`, see `fs/mirror.rs`).
+    pub mirrors: Vec<PathBuf>,
 }
 
 impl Default for Options {
@@ -85,6 +88,7 @@ impl Default for Options {
             max_write: 1 << 20,
             extra_init_flags: 0,
             cache_timeout: Duration::from_secs(1),
+            mirrors: Vec::new(),
         }
     }
 }
@@ -204,6 +208,7 @@ pub struct DataIo {
 pub struct Fs {
     inodes: Inodes,
     handles: Handles,
+    mirrors: mirror::Mirrors,
     opts: Options,
     init_flags: AtomicU64,
 }
@@ -217,9 +222,11 @@ impl Fs {
                 format!("opening --source {}: {e}", source.display()),
             )
         })?;
+        let mirrors = mirror::Mirrors::new(&root, &opts.mirrors)?;
         Ok(Fs {
             inodes: Inodes::new(root)?,
             handles: Handles::default(),
+            mirrors,
             opts,
             init_flags: AtomicU64::new(0),
         })
@@ -309,6 +316,7 @@ impl Fs {
             op::REMOVEXATTR => self.removexattr(hdr, rest),
             _ => Err(libc::ENOSYS),
         }?;
+        self.mirror(hdr, arg, rest, out)?;
         Ok(Answer::Reply)
     }
 

@@ -9,7 +9,8 @@
 //! # Files
 //!
 //! - `abi.rs`: the FUSE kernel ABI (protocol 7.45, Linux 6.18);
-//! - `fs.rs`, `fs/`: the file system, transport-independent (`Fs::dispatch`);
+//! - `fs.rs`, `fs/`: the file system, transport-independent (`Fs::dispatch`; `fs/mirror.rs`
+//!   repeats each change in the `--mirror` directories);
 //! - `classic.rs`: the /dev/fuse transport (read requests, write replies, as ring ops);
 //! - `mount.rs`: mount(2), /dev/fuse clones, umount2(2).
 //!
@@ -41,6 +42,8 @@ USAGE: fuse_passthrough --source DIR --mount DIR [OPTIONS]
   --mount DIR       where to mount it (an empty directory)
   --cores N         cores: threads, rings and /dev/fuse fds [default: all CPUs]
   --readonly        mount read-only (changes fail with EROFS)
+  --mirror DIR      make every change in DIR too (repeatable); DIR must already be a copy
+                    of the source (e.g. `cp -a SRC/. DIR/`): see docs/fuse.md
   -h, --help        this text
 
 Needs root (mount(2) and allow_other) and /dev/fuse. Ctrl-C or SIGTERM unmounts and exits;
@@ -53,6 +56,7 @@ struct Args {
     mount: PathBuf,
     cores: usize,
     readonly: bool,
+    mirrors: Vec<PathBuf>,
 }
 
 /// `Ok(None)`: help was asked for.
@@ -60,6 +64,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
     let (mut source, mut mount) = (None, None);
     let mut cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut readonly = false;
+    let mut mirrors = Vec::new();
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -74,6 +79,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
                 };
             }
             "--readonly" => readonly = true,
+            "--mirror" => mirrors.push(PathBuf::from(value("--mirror")?)),
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -85,6 +91,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String>
         mount,
         cores,
         readonly,
+        mirrors,
     }))
 }
 
@@ -108,6 +115,7 @@ fn run(args: Args) -> Result<(), String> {
     let opts = fs::Options {
         readonly: args.readonly,
         extra_init_flags: if on { abi::init::OVER_IO_URING } else { 0 },
+        mirrors: args.mirrors.clone(),
         ..fs::Options::default()
     };
     let fs = Arc::new(fs::Fs::new(&args.source, opts).map_err(|e| e.to_string())?);

@@ -14,8 +14,9 @@
 //! - **Data path on groups.** A slot's payload is a `FixedPool` lease. READ: members
 //!   `READ_FIXED` from the backing file into disjoint ranges of the payload (one per
 //!   [`STRIPE`]), then the commit carries the bytes read; WRITE: a member `WRITE_FIXED`s the
-//!   payload (the client's data) to the backing file. Every other request is answered by
-//!   [`Fs::dispatch`] into a [`Reply`] copied into the payload.
+//!   payload (the client's data) to the backing file, and one more to each `--mirror`
+//!   copy. Every other request is answered by [`Fs::dispatch`] into a [`Reply`] copied
+//!   into the payload.
 //! - **A queue that cannot be set up** aborts the connection (fusectl) and fails its core:
 //!   the kernel's ring is ready only when every queue has an entry and cannot unregister the
 //!   others', so the mount would otherwise wait for good. [`FAIL_SETUP_ENV`] forces this
@@ -462,20 +463,23 @@ async fn read(fs: &Fs, req: &mut Fetched<Queue>, arg: &[u8]) -> Result<usize, i3
 async fn write(fs: &Fs, req: &mut Fetched<Queue>, arg: &[u8], sz: usize) -> Result<usize, i32> {
     let io = fs.write_io(arg, sz)?;
     let len = io.len.min(sz);
-    let out = req
-        .group(vec![Member::write_fixed(&io.fd, io.offset).at(0..len)])
-        .await;
+    // `--mirror`: one more member per mirror, from the same payload bytes.
+    let mirrors: Vec<Arc<OwnedFd>> = fs.mirror_fds(&io.fd)?.into_iter().map(Arc::new).collect();
+    let members = std::iter::once(&io.fd)
+        .chain(&mirrors)
+        .map(|fd| Member::write_fixed(fd, io.offset).at(0..len))
+        .collect();
+    let out = req.group(members).await;
     let mut done = match &out.members[0] {
         Ok(n) => *n,
         Err(e) => return Err(errno(e)),
     };
-    while done < len {
-        let view = req.payload_view(done..len);
-        match ringleader::group::write_fixed_at(&io.fd, view, io.offset + done as u64).await {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-            Err(_) => break,
+    done = finish_write(req, &io.fd, io.offset, done, len).await;
+    for (fd, r) in mirrors.iter().zip(&out.members[1..]) {
+        // A mirror must get every byte the source got, or the WRITE fails.
+        let n = r.as_ref().map_err(errno)?;
+        if finish_write(req, fd, io.offset, *n, done).await < done {
+            return Err(libc::EIO);
         }
     }
     let mut reply = Reply::new();
@@ -483,4 +487,25 @@ async fn write(fs: &Fs, req: &mut Fetched<Queue>, arg: &[u8], sz: usize) -> Resu
     let n = reply.payload().len();
     req.payload_mut()[..n].copy_from_slice(reply.payload());
     Ok(n)
+}
+
+/// Write payload bytes `done..len` at `offset + done` of `fd` with plain writes (after a
+/// short member); how far it got.
+async fn finish_write(
+    req: &Fetched<Queue>,
+    fd: &Arc<OwnedFd>,
+    offset: u64,
+    mut done: usize,
+    len: usize,
+) -> usize {
+    while done < len {
+        let view = req.payload_view(done..len);
+        match ringleader::group::write_fixed_at(fd, view, offset + done as u64).await {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    done
 }
