@@ -229,7 +229,9 @@ impl Core {
         let mut cx = Context::from_waker(&waker);
         let mut fut = pin!(fut);
         loop {
-            if main.woken.swap(false, Ordering::AcqRel) {
+            // Every tick: a plain load first, the read-modify-write only when woken. A wake
+            // racing the load is seen before the tick can block (`main_ready` below).
+            if main.woken.load(Ordering::Acquire) && main.woken.swap(false, Ordering::AcqRel) {
                 if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                     return v;
                 }

@@ -101,7 +101,10 @@ impl Shared {
 
     /// Take everything injected so far (the core's thread only).
     pub(crate) fn drain_into(&self, local: &mut VecDeque<Runnable>) {
-        if self.notified.swap(false, Ordering::AcqRel) {
+        // Every tick: a plain load first, the read-modify-write only when a wake-up came. A
+        // `notify` racing the load is seen at the next tick, and before any wait (the core
+        // checks `has_pending` before it blocks), so none is lost.
+        if self.notified.load(Ordering::Acquire) && self.notified.swap(false, Ordering::AcqRel) {
             let mut q = self.inject.lock().unwrap_or_else(|p| p.into_inner());
             local.extend(q.drain(..));
         }
