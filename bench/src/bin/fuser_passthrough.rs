@@ -59,13 +59,16 @@ struct Node {
     lookups: u64,
 }
 
+/// One directory entry of a handle's snapshot: node id, type, name.
+type DirEntry = (u64, FileType, OsString);
+
 #[derive(Debug)]
 struct Passthrough {
     root: PathBuf,
     root_ino: u64,
     nodes: Mutex<HashMap<u64, Node>>,
     /// Directory handles: the entries (`ino`, type, name) read at OPENDIR.
-    dirs: Mutex<HashMap<u64, Vec<(u64, FileType, OsString)>>>,
+    dirs: Mutex<HashMap<u64, Vec<DirEntry>>>,
     next_dir: AtomicU64,
 }
 
@@ -277,15 +280,15 @@ impl Filesystem for Passthrough {
             Err(e) => return reply.error(e),
         };
         let c = cpath(&path);
-        // SAFETY (each call below): `c` is a NUL-terminated path alive across the call, and
-        // `times` an array of two `timespec`s.
         let r = (|| {
             if let Some(mode) = mode
+                // SAFETY: `c` is a NUL-terminated path alive across the call.
                 && unsafe { libc::chmod(c.as_ptr(), mode & 0o7777) } != 0
             {
                 return Err(last_errno());
             }
             if (uid.is_some() || gid.is_some())
+                // SAFETY: `c` is a NUL-terminated path alive across the call.
                 && unsafe { libc::lchown(c.as_ptr(), uid.unwrap_or(!0), gid.unwrap_or(!0)) } != 0
             {
                 return Err(last_errno());
@@ -302,6 +305,8 @@ impl Filesystem for Passthrough {
             }
             if atime.is_some() || mtime.is_some() {
                 let times = [timespec(atime), timespec(mtime)];
+                // SAFETY: `c` is a NUL-terminated path and `times` two `timespec`s, both
+                // alive across the call.
                 let r = unsafe {
                     libc::utimensat(
                         libc::AT_FDCWD,
