@@ -32,7 +32,9 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use ringleader::cmd_slot::{CmdQueue, Fetched, SlotAddr, SlotProtocol};
+use ringleader::cmd_slot::{
+    CmdQueue, Fetched, LinkedOutcome, LinkedRead, QueueStats, SlotAddr, SlotProtocol,
+};
 use ringleader::group::Member;
 use ringleader::ops::Cmd;
 
@@ -215,15 +217,23 @@ pub async fn serve(
             result = Err(e);
         }
     }
-    let mut served = 0;
+    let (mut served, mut linked, mut broken) = (0, 0, 0);
     for t in tasks {
         match t.await {
-            Ok(Ok(n)) => served += n,
+            Ok(Ok(n)) => {
+                served += n.fetched;
+                linked += n.linked;
+                broken += n.link_broken;
+            }
             Ok(Err(e)) => result = Err(e),
             Err(e) => result = Err(io::Error::other(format!("a queue task failed: {e}"))),
         }
     }
     eprintln!("fuse_passthrough: core {core} served {served} requests over io_uring");
+    eprintln!(
+        "fuse_passthrough: core {core} committed {linked} READs in a kernel-linked chain, \
+         {broken} more after a short read broke the chain"
+    );
     result
 }
 
@@ -348,8 +358,8 @@ unsafe impl SlotProtocol for Queue {
     }
 }
 
-/// Serve one queue until every slot is retired (the connection ended); the requests served.
-async fn serve_queue(fs: Arc<Fs>, mut queue: CmdQueue<Queue>) -> io::Result<u64> {
+/// Serve one queue until every slot is retired (the connection ended); what it did.
+async fn serve_queue(fs: Arc<Fs>, mut queue: CmdQueue<Queue>) -> io::Result<QueueStats> {
     while let Some(item) = queue.next().await {
         let req = match item {
             Ok(req) => req,
@@ -368,7 +378,7 @@ async fn serve_queue(fs: Arc<Fs>, mut queue: CmdQueue<Queue>) -> io::Result<u64>
             _ => other(&fs, req, hdr),
         }
     }
-    Ok(queue.stats().fetched)
+    Ok(queue.stats())
 }
 
 /// The request's arg 0 (in the header's `op_in`) and the payload bytes the kernel wrote.
@@ -398,10 +408,14 @@ fn other(fs: &Fs, mut req: Fetched<Queue>, hdr: InHeader) {
     req.commit();
 }
 
-/// READ and WRITE: the backing I/O as group members on the payload lease, then the commit.
+/// READ and WRITE: the backing I/O on the payload lease, then the commit.
 async fn data(fs: Arc<Fs>, mut req: Fetched<Queue>, hdr: InHeader) {
     let (arg, sz) = args(&req, hdr.opcode);
     let result = if hdr.opcode == op::READ {
+        match read_linked(&fs, req, &arg, hdr.unique).await {
+            Some(back) => req = back,
+            None => return,
+        }
         read(&fs, &mut req, &arg).await
     } else {
         write(&fs, &mut req, &arg, sz).await
@@ -418,18 +432,58 @@ fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
-/// READ: members read disjoint stripes of the payload; the bytes read (short only at EOF).
-async fn read(fs: &Fs, req: &mut Fetched<Queue>, arg: &[u8]) -> Result<usize, i32> {
-    let io = fs.read_io(arg)?;
+/// READ, kernel-linked (G10): the stripes' `READ_FIXED`s and the commit in one chain, the
+/// reply header written first with the full length. `None` once the request is committed;
+/// the request back when the chain cannot be used (nothing to read, or a commit that does
+/// not fit a 64-byte SQE: see `ringleader::cmd_slot`), for the group path.
+async fn read_linked(
+    fs: &Fs,
+    mut req: Fetched<Queue>,
+    arg: &[u8],
+    unique: u64,
+) -> Option<Fetched<Queue>> {
+    let Ok(io) = fs.read_io(arg) else {
+        return Some(req);
+    };
     let len = io.len.min(req.payload().len());
-    let members = (0..len).step_by(STRIPE).map(|start| {
-        let end = (start + STRIPE).min(len);
-        Member::read_fixed(&io.fd, io.offset + start as u64).at(start..end)
-    });
-    let out = req.group(members.collect()).await;
-    // The valid prefix: stripes in order, up to the first short one.
+    if len == 0 {
+        return Some(req);
+    }
+    reply_header(req.header_mut(), unique, 0, len);
+    let reads = (0..len)
+        .step_by(STRIPE)
+        .map(|start| {
+            let end = (start + STRIPE).min(len);
+            LinkedRead::new(&io.fd, io.offset + start as u64, start..end)
+        })
+        .collect();
+    let (mut req, reads) = match req.commit_linked(reads) {
+        Err((back, _)) => return Some(back),
+        Ok(chain) => match chain.await {
+            LinkedOutcome::Committed(_) => return None,
+            LinkedOutcome::Broken { req, reads } => (req, reads),
+        },
+    };
+    // A short read (EOF, a file truncated meanwhile) or a failed one broke the chain, so
+    // the commit did not run: read what is left and reply what was really read.
+    let result = match valid_prefix(&reads, len) {
+        Ok(done) => Ok(finish_read(&mut req, &io, done, len).await),
+        Err(e) => Err(e),
+    };
+    let (error, n) = match result {
+        Ok(Ok(n)) => (0, n),
+        Ok(Err(e)) | Err(e) => (-e, 0),
+    };
+    reply_header(req.header_mut(), unique, error, n);
+    req.commit();
+    None
+}
+
+/// The bytes stripes `results` (of a READ of `len`) produced in order, up to the first
+/// short one; the error if the first stripe failed.
+fn valid_prefix(results: &[io::Result<usize>], len: usize) -> Result<usize, i32> {
     let mut done = 0;
-    for (i, r) in out.members.iter().enumerate() {
+    for (i, r) in results.iter().enumerate() {
         let start = i * STRIPE;
         let want = (start + STRIPE).min(len) - start;
         match r {
@@ -444,7 +498,17 @@ async fn read(fs: &Fs, req: &mut Fetched<Queue>, arg: &[u8]) -> Result<usize, i3
             Err(_) => break,
         }
     }
-    // A short stripe before the end of the file (rare): finish it with plain reads.
+    Ok(done)
+}
+
+/// Payload bytes `done..len` with plain reads, after a short stripe (EOF ends it); the bytes
+/// read in all.
+async fn finish_read(
+    req: &mut Fetched<Queue>,
+    io: &crate::fs::DataIo,
+    mut done: usize,
+    len: usize,
+) -> Result<usize, i32> {
     while done < len {
         let view = req.payload_view_mut(done..len);
         match ringleader::group::read_fixed_at(&io.fd, view, io.offset + done as u64).await {
@@ -456,6 +520,20 @@ async fn read(fs: &Fs, req: &mut Fetched<Queue>, arg: &[u8]) -> Result<usize, i3
         }
     }
     Ok(done)
+}
+
+/// READ as a group: members read disjoint stripes of the payload; the bytes read (short
+/// only at EOF).
+async fn read(fs: &Fs, req: &mut Fetched<Queue>, arg: &[u8]) -> Result<usize, i32> {
+    let io = fs.read_io(arg)?;
+    let len = io.len.min(req.payload().len());
+    let members = (0..len).step_by(STRIPE).map(|start| {
+        let end = (start + STRIPE).min(len);
+        Member::read_fixed(&io.fd, io.offset + start as u64).at(start..end)
+    });
+    let out = req.group(members.collect()).await;
+    let done = valid_prefix(&out.members, len)?;
+    finish_read(req, &io, done, len).await
 }
 
 /// WRITE: a member writes the payload (the client's data) to the backing file; the reply is

@@ -44,6 +44,15 @@
 //!
 //! Counts of what happened are in [`CmdQueue::stats`]; tests use them to prove the contract
 //! (`tests/fuse_uring_random_drops_commit_once.rs`).
+//!
+//! # Kernel-linked commits (G10)
+//!
+//! [`Fetched::commit_linked`] pushes `READ_FIXED`s into the payload and the commit as one
+//! `IOSQE_IO_LINK` chain in one push (see `linked.rs`): the reply header, written before,
+//! says the full length, and the kernel runs the commit only if every read returned its full
+//! length. A short read breaks the chain (the commit completes with `ECANCELED` without
+//! running) and the request comes back as a [`Fetched`] to finish and commit, so a reply
+//! never claims bytes that were not read.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -63,6 +72,10 @@ use ringleader_executor::Op;
 
 use crate::group::{Group, GroupFuture, Leader, LeaseExt, LeaseSlice, LeaseSliceMut, Member};
 use crate::uring_cmd::{Cmd, UringCmd};
+
+mod linked;
+
+pub use linked::{LinkedCommit, LinkedOutcome, LinkedRead};
 
 /// The addresses of one slot, for building its fetch command.
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +126,12 @@ pub struct QueueStats {
     /// Fetch or commit CQEs that carried an error (FUSE: `ENOTCONN` at unmount); their
     /// slot is retired.
     pub failed: u64,
+    /// Commits pushed in a kernel-linked chain after their reads ([`Fetched::commit_linked`])
+    /// whose reads all returned their full length (so the kernel ran the commit).
+    pub linked: u64,
+    /// Linked chains a short (or failed) read broke: the kernel cancelled the commit and the
+    /// request went back to the user to finish ([`LinkedOutcome::Broken`]).
+    pub link_broken: u64,
 }
 
 /// One slot's memory, owned by whoever holds the slot: an op's data while armed, a
@@ -137,11 +156,36 @@ impl fmt::Debug for Slot {
 
 type SlotOp = Op<UringCmd<Slot>>;
 
+/// A command in flight that holds a slot: a fetch or plain commit, or the commit at the end
+/// of a linked chain.
+enum Armed {
+    Plain(SlotOp),
+    Linked(Op<linked::LinkData>),
+}
+
+impl Future for Armed {
+    /// The command's result, its slot, and whether it was a linked commit.
+    type Output = (io::Result<u32>, Slot, bool);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Armed::Plain(op) => Pin::new(op).poll(cx).map(|(r, slot)| (r, slot, false)),
+            Armed::Linked(op) => Pin::new(op).poll(cx).map(|(cqe, slot)| {
+                let slot = slot.expect("a linked commit's data is its slot");
+                (cqe.into_result(), slot, true)
+            }),
+        }
+    }
+}
+
 struct Shared<P> {
     proto: P,
     fd: Rc<OwnedFd>,
     /// Commits pushed since the queue's last poll (their ops join the queue there).
-    pushed: RefCell<Vec<SlotOp>>,
+    pushed: RefCell<Vec<Armed>>,
+    /// Slots whose command completed outside the queue (a linked commit that ran although
+    /// a read of its chain was short): yielded at the next poll.
+    ready: RefCell<Vec<(io::Result<u32>, Slot)>>,
     /// Slots of dropped requests, their error reply written, to commit at the next poll.
     abandoned: RefCell<Vec<Slot>>,
     /// Committed slots whose payload a kernel op still reads or writes (a dropped op not
@@ -196,7 +240,7 @@ impl<P: SlotProtocol> Shared<P> {
 #[must_use = "streams do nothing unless polled"]
 pub struct CmdQueue<P: SlotProtocol> {
     shared: Rc<Shared<P>>,
-    armed: FuturesUnordered<SlotOp>,
+    armed: FuturesUnordered<Armed>,
     /// Re-polls the queue while commits are parked (no wake-up comes when a kernel op on a
     /// payload ends).
     retry: Option<Pin<Box<crate::time::Sleep>>>,
@@ -226,6 +270,7 @@ impl<P: SlotProtocol> CmdQueue<P> {
             proto,
             fd,
             pushed: RefCell::default(),
+            ready: RefCell::default(),
             abandoned: RefCell::default(),
             parked: RefCell::default(),
             newly_parked: Cell::new(false),
@@ -272,7 +317,7 @@ impl<P: SlotProtocol> CmdQueue<P> {
             // and payload memory, the iovec array), all heap allocations or the pool's
             // mapping that stay put when `slot` moves into the op's data, which keeps them
             // until the final CQE; the lease keeps the pool's memory mapped.
-            armed.push(unsafe { cmd.submit(slot) });
+            armed.push(Armed::Plain(unsafe { cmd.submit(slot) }));
         }
         Ok(CmdQueue {
             shared,
@@ -299,13 +344,13 @@ impl<P: SlotProtocol> CmdQueue<P> {
         for slot in abandoned {
             self.shared.count(|s| s.abandoned += 1);
             if let Some(op) = self.shared.commit_or_park(slot) {
-                self.armed.push(op);
+                self.armed.push(Armed::Plain(op));
             }
         }
         let parked = std::mem::take(&mut *self.shared.parked.borrow_mut());
         for slot in parked {
             if let Some(op) = self.shared.commit_or_park(slot) {
-                self.armed.push(op);
+                self.armed.push(Armed::Plain(op));
             }
         }
         let pushed = std::mem::take(&mut *self.shared.pushed.borrow_mut());
@@ -368,8 +413,23 @@ impl<P: SlotProtocol> Stream for CmdQueue<P> {
             if this.live == 0 {
                 return Poll::Ready(None);
             }
-            match Pin::new(&mut this.armed).poll_next(cx) {
-                Poll::Ready(Some((Ok(_), mut slot))) => {
+            let ready = this.shared.ready.borrow_mut().pop();
+            let next = match ready {
+                Some((r, slot)) => Poll::Ready(Some((r, slot, false))),
+                None => Pin::new(&mut this.armed).poll_next(cx),
+            };
+            match next {
+                Poll::Ready(Some((Err(e), mut slot, true)))
+                    if e.raw_os_error() == Some(libc::ECANCELED) =>
+                {
+                    // A linked commit that never ran (its chain broke after the task that
+                    // pushed it was dropped): the request is unanswered, and the reply in
+                    // the header may claim bytes no read produced. Answer it with an error.
+                    let errno = libc::EINTR;
+                    this.shared.proto.abandon(&mut slot.header, errno);
+                    this.shared.abandoned.borrow_mut().push(slot);
+                }
+                Poll::Ready(Some((Ok(_), mut slot, _))) => {
                     this.shared.count(|s| s.fetched += 1);
                     let fd = this.shared.fd.as_raw_fd();
                     slot.commit = Some(this.shared.proto.commit(fd, &slot.header));
@@ -378,7 +438,7 @@ impl<P: SlotProtocol> Stream for CmdQueue<P> {
                         shared: Rc::clone(&this.shared),
                     })));
                 }
-                Poll::Ready(Some((Err(e), slot))) => {
+                Poll::Ready(Some((Err(e), slot, _))) => {
                     // The driver is done with this slot (FUSE: the connection ended).
                     this.shared.count(|s| s.failed += 1);
                     this.live -= 1;
@@ -388,7 +448,8 @@ impl<P: SlotProtocol> Stream for CmdQueue<P> {
                 // Every armed op is between polls of `adopt`: new ones may have come.
                 Poll::Ready(None) | Poll::Pending => {
                     let idle = this.shared.pushed.borrow().is_empty()
-                        && this.shared.abandoned.borrow().is_empty();
+                        && this.shared.abandoned.borrow().is_empty()
+                        && this.shared.ready.borrow().is_empty();
                     if idle && !this.poll_retry(cx) {
                         return Poll::Pending;
                     }
@@ -484,7 +545,7 @@ impl<P: SlotProtocol> Fetched<P> {
         let slot = self.slot.take().expect("committed once");
         self.shared.count(|s| s.committed += 1);
         if let Some(op) = self.shared.commit_or_park(slot) {
-            self.shared.pushed.borrow_mut().push(op);
+            self.shared.pushed.borrow_mut().push(Armed::Plain(op));
         }
         self.shared.wake();
     }
